@@ -1,0 +1,3 @@
+from heatstream.cli import main
+
+main()

@@ -1,0 +1,294 @@
+"""The telemetry frame: many readings of many boilers in one Kafka message.
+
+Frame shape (the trade-off DESIGN.md asks to decide deliberately)
+-----------------------------------------------------------------
+Faust costs about 60 µs per message on our machines, so a message must carry
+hundreds of readings, but a frame also delays its first reading by its own
+span. The two obvious shapes pull in opposite directions:
+
+* many seconds of one boiler: good amortisation, but a 60 s frame is 60 s late;
+* one instant of every boiler behind a gateway: low latency, and a site gateway
+  typically serves 10-200 boilers x 12 channels, i.e. 100-2,400 readings.
+
+heatstream uses the second shape, generalised: a frame is **one gateway, a short
+span (by default at most 1 s, bounded by size and time in the SDK), all the
+boilers that reported in it**, stored columnar in *long* form: sample `i` is
+boiler `boilers[boiler_idx[i]]` at `event_time_ms + dt_ms[i]`, and every channel
+is an array of the same length. Long form survives jitter, boilers reporting at
+different rates and the backlog burst of a gateway coming back online (one frame
+may then span up to `MAX_SPAN_MS` of history). The Kafka key is the gateway id
+(see `topics.py`), so a boiler's samples, and its compute events, stay ordered on
+one partition.
+
+Channels are optional (a site meters what it meters) and a `null` inside a
+channel is a missing reading. Units are part of every channel's name.
+
+Validation happens in two layers: the *structure* (types, equal array lengths,
+indices in range, finite numbers) rejects the frame, naming field, index and
+value; the *physical ranges* (`range_violations`) do not reject it: the stream
+processor quarantines the offending readings with a data-quality event and
+keeps them out of heat totals, while the rest of the frame is used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from heatstream.schemas.envelope import ID_PATTERN, Envelope
+
+MAX_SAMPLES = 200_000  # per frame; bounds memory of a hostile or buggy message
+MAX_BOILERS = 4_096
+MAX_SPAN_MS = 6 * 3600 * 1000  # a backlog frame may hold up to 6 h of history
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    name: str
+    unit: str
+    low: float
+    high: float
+    doc: str
+
+
+#: Every channel a frame may carry, with its unit and its physically possible range.
+CHANNELS: tuple[Channel, ...] = (
+    Channel("supply_temp_c", "°C", -20.0, 130.0, "water leaving the boiler to the heating loop"),
+    Channel("return_temp_c", "°C", -20.0, 130.0, "water coming back from the heating loop"),
+    Channel(
+        "flow_lpm",
+        "L/min",
+        0.0,
+        5_000.0,
+        "loop volumetric flow at the heat meter (return side unless the inventory says supply)",
+    ),
+    Channel("supply_flow_lpm", "L/min", 0.0, 5_000.0, "second flow meter on the supply side"),
+    Channel("pressure_bar", "bar", 0.0, 16.0, "loop pressure (gauge)"),
+    Channel("it_power_kw", "kW", 0.0, 5_000.0, "electrical power drawn by the IT load"),
+    Channel("aux_power_kw", "kW", 0.0, 1_000.0, "auxiliaries: pumps, fans, controls"),
+    Channel("makeup_flow_lpm", "L/min", 0.0, 500.0, "make-up water fed into the closed loop"),
+    Channel("moisture_pct", "%", 0.0, 100.0, "floor/caisson moisture sensor"),
+    Channel("outdoor_temp_c", "°C", -60.0, 60.0, "outdoor air temperature at the site"),
+    Channel("pump_speed_pct", "%", 0.0, 100.0, "circulation pump speed command"),
+    Channel("it_utilisation_pct", "%", 0.0, 100.0, "compute utilisation of the boiler's nodes"),
+)
+CHANNEL_NAMES: tuple[str, ...] = tuple(c.name for c in CHANNELS)
+CHANNEL_BY_NAME: dict[str, Channel] = {c.name: c for c in CHANNELS}
+
+ChannelValues = list[float | None]
+
+
+@dataclass(frozen=True, slots=True)
+class RangeViolation:
+    """One reading outside its channel's physical range."""
+
+    field: str
+    index: int
+    value: float
+    low: float
+    high: float
+    boiler: str
+    t_ms: int
+
+    def __str__(self) -> str:
+        unit = CHANNEL_BY_NAME[self.field].unit
+        return (
+            f"{self.field}[{self.index}] = {self.value!r} {unit} outside [{self.low}, {self.high}]"
+            f" (boiler {self.boiler}, t={self.t_ms})"
+        )
+
+
+def _channel_field(channel: Channel) -> Any:
+    return Field(
+        None,
+        description=f"{channel.doc}, {channel.unit}; physical range [{channel.low}, {channel.high}];"
+        " one value per sample, null = missing",
+    )
+
+
+class TelemetryFrame(Envelope):
+    """Columnar readings of the boilers behind one gateway (schema version 2)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_name: Literal["telemetry.frame"] = "telemetry.frame"
+    schema_version: Literal[2] = 2
+    boilers: list[str] = Field(
+        min_length=1, max_length=MAX_BOILERS, description="boiler ids referenced by boiler_idx"
+    )
+    boiler_idx: list[int] = Field(
+        min_length=1, max_length=MAX_SAMPLES, description="per sample: index into boilers"
+    )
+    dt_ms: list[int] = Field(
+        min_length=1,
+        max_length=MAX_SAMPLES,
+        description="per sample: ms after event_time_ms at which it was measured (>= 0)",
+    )
+    supply_temp_c: ChannelValues | None = _channel_field(CHANNELS[0])
+    return_temp_c: ChannelValues | None = _channel_field(CHANNELS[1])
+    flow_lpm: ChannelValues | None = _channel_field(CHANNELS[2])
+    supply_flow_lpm: ChannelValues | None = _channel_field(CHANNELS[3])
+    pressure_bar: ChannelValues | None = _channel_field(CHANNELS[4])
+    it_power_kw: ChannelValues | None = _channel_field(CHANNELS[5])
+    aux_power_kw: ChannelValues | None = _channel_field(CHANNELS[6])
+    makeup_flow_lpm: ChannelValues | None = _channel_field(CHANNELS[7])
+    moisture_pct: ChannelValues | None = _channel_field(CHANNELS[8])
+    outdoor_temp_c: ChannelValues | None = _channel_field(CHANNELS[9])
+    pump_speed_pct: ChannelValues | None = _channel_field(CHANNELS[10])
+    it_utilisation_pct: ChannelValues | None = _channel_field(CHANNELS[11])
+
+    @model_validator(mode="after")
+    def _check_structure(self) -> TelemetryFrame:
+        n = len(self.dt_ms)
+        if len(self.boiler_idx) != n:
+            raise ValueError(f"boiler_idx has {len(self.boiler_idx)} values, dt_ms has {n}")
+        if len(set(self.boilers)) != len(self.boilers):
+            dupes = sorted({b for b in self.boilers if self.boilers.count(b) > 1})
+            raise ValueError(f"boilers lists {dupes[0]!r} more than once")
+        for i, boiler in enumerate(self.boilers):
+            if not _is_id(boiler):
+                raise ValueError(f"boilers[{i}] = {boiler!r} is not a valid id ({ID_PATTERN})")
+        n_boilers = len(self.boilers)
+        for i, b in enumerate(self.boiler_idx):
+            if not 0 <= b < n_boilers:
+                raise ValueError(f"boiler_idx[{i}] = {b} outside [0, {n_boilers - 1}]")
+        for i, dt in enumerate(self.dt_ms):
+            if not 0 <= dt <= MAX_SPAN_MS:
+                raise ValueError(f"dt_ms[{i}] = {dt} outside [0, {MAX_SPAN_MS}]")
+        present = 0
+        for name in CHANNEL_NAMES:
+            values = getattr(self, name)
+            if values is None:
+                continue
+            present += 1
+            if len(values) != n:
+                raise ValueError(f"{name} has {len(values)} values, dt_ms has {n}")
+            for i, v in enumerate(values):
+                if v is not None and not math.isfinite(v):
+                    raise ValueError(f"{name}[{i}] = {v!r} is not a finite number")
+        if present == 0:
+            raise ValueError("frame carries no channel")
+        return self
+
+    @property
+    def boiler_ids(self) -> tuple[str, ...]:
+        return tuple(self.boilers)
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.dt_ms)
+
+    @property
+    def channels_present(self) -> tuple[str, ...]:
+        return tuple(name for name in CHANNEL_NAMES if getattr(self, name) is not None)
+
+    @property
+    def n_readings(self) -> int:
+        """Channel values carried (a reading is one channel value of one sample)."""
+        return self.n_samples * len(self.channels_present)
+
+    @cached_property
+    def t_ms(self) -> np.ndarray:
+        """Absolute sample times (int64 ms since epoch)."""
+        return np.asarray(self.dt_ms, dtype=np.int64) + self.event_time_ms
+
+    @cached_property
+    def columns(self) -> dict[str, np.ndarray]:
+        """Present channels as float64 arrays, NaN where a reading is missing."""
+        return {
+            name: np.array(
+                [math.nan if v is None else v for v in getattr(self, name)], dtype=np.float64
+            )
+            for name in self.channels_present
+        }
+
+    def range_violations(self) -> list[RangeViolation]:
+        """Readings outside their channel's physical range (missing readings pass)."""
+        found: list[RangeViolation] = []
+        for name, values in self.columns.items():
+            spec = CHANNEL_BY_NAME[name]
+            with np.errstate(invalid="ignore"):
+                bad = np.flatnonzero((values < spec.low) | (values > spec.high))
+            for i in bad.tolist():
+                found.append(
+                    RangeViolation(
+                        field=name,
+                        index=i,
+                        value=float(values[i]),
+                        low=spec.low,
+                        high=spec.high,
+                        boiler=self.boilers[self.boiler_idx[i]],
+                        t_ms=int(self.t_ms[i]),
+                    )
+                )
+        return found
+
+
+def _is_id(value: str) -> bool:
+    from heatstream.schemas.envelope import is_identifier
+
+    return is_identifier(value)
+
+
+class TelemetryFrameV1(Envelope):
+    """Version 1 of the frame, as the first gateways published it.
+
+    One boiler per frame, absolute timestamps, and flow in m³/h. Version 2 moved
+    to multi-boiler long-form frames (see the module docstring) and to L/min,
+    the unit gateway flow meters report natively. Kept so old logs replay.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_name: Literal["telemetry.frame"] = "telemetry.frame"
+    schema_version: Literal[1] = 1
+    boiler: str = Field(pattern=ID_PATTERN)
+    t_ms: list[int] = Field(min_length=1, max_length=MAX_SAMPLES, description="absolute sample times")
+    supply_temp_c: ChannelValues | None = None
+    return_temp_c: ChannelValues | None = None
+    flow_m3h: ChannelValues | None = Field(None, description="supply flow, m³/h")
+    pressure_bar: ChannelValues | None = None
+    it_power_kw: ChannelValues | None = None
+
+    @property
+    def boiler_ids(self) -> tuple[str, ...]:
+        return (self.boiler,)
+
+
+M3H_TO_LPM = 1000.0 / 60.0
+
+
+def upcast_frame_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    """Rewrite a decoded v1 frame as a v2 frame (a pure dict-to-dict function).
+
+    Validated first as v1, so a malformed old event is reported against the
+    contract it was written to.
+    """
+    v1 = TelemetryFrameV1.model_validate(data)
+    t0 = min(v1.t_ms)
+    out: dict[str, Any] = {
+        "schema_name": "telemetry.frame",
+        "schema_version": 2,
+        "event_id": v1.event_id,
+        "gateway": v1.gateway,
+        "seq": v1.seq,
+        "site": v1.site,
+        "event_time_ms": t0,
+        "ingest_time_ms": v1.ingest_time_ms,
+        "hmac": v1.hmac,
+        "boilers": [v1.boiler],
+        "boiler_idx": [0] * len(v1.t_ms),
+        "dt_ms": [t - t0 for t in v1.t_ms],
+    }
+    for name in ("supply_temp_c", "return_temp_c", "pressure_bar", "it_power_kw"):
+        values = getattr(v1, name)
+        if values is not None:
+            out[name] = values
+    if v1.flow_m3h is not None:
+        out["flow_lpm"] = [None if v is None else v * M3H_TO_LPM for v in v1.flow_m3h]
+    return out
