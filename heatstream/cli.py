@@ -65,10 +65,12 @@ def _register() -> None:
     from heatstream.config_cli import app as config_app
     from heatstream.schemas_cli import app as schemas_app
     from heatstream.stack.cli import app as stack_app
+    from heatstream.topics_cli import app as topics_app
 
     app.add_typer(config_app, name="config")
     app.add_typer(schemas_app, name="schemas")
     app.add_typer(stack_app, name="stack")
+    app.add_typer(topics_app, name="topics")
 
 
 def main() -> None:
