@@ -14,7 +14,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from heatstream.schemas.envelope import ID_PATTERN
 
-Resolution = Literal["1m", "1h", "1d"]
+#: A window length: '1m' (the default heat window), '1h' and '1d' rollups, or '<n>s|m|h|d'.
+Resolution = str
+RESOLUTION_PATTERN = r"^[1-9][0-9]*[smhd]$"
+
+
+def resolution_label(window_ms: int) -> str:
+    """'1m' for 60 000 ms, '30s', '2h', '1d'..."""
+    for unit, ms in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if window_ms % ms == 0:
+            return f"{window_ms // ms}{unit}"
+    raise ValueError(f"window length {window_ms} ms is not a whole number of seconds")
 Severity = Literal["info", "warning", "critical"]
 
 
@@ -40,7 +50,9 @@ class HeatWindow(Derived):
     schema_version: Literal[1] = 1
     boiler: str = Field(pattern=ID_PATTERN)
     site: str = Field(pattern=ID_PATTERN)
-    resolution: Resolution = Field(description="window length: 1 minute, 1 hour or 1 day")
+    resolution: Resolution = Field(
+        pattern=RESOLUTION_PATTERN, description="window length: '1m' windows, '1h' and '1d' rollups"
+    )
     window_start_ms: int
     window_end_ms: int
     heat_kwh: float = Field(description="heat handed to the heating loop, kWh")

@@ -1,0 +1,246 @@
+"""Event-time tumbling windows per boiler, closed by a per-gateway watermark.
+
+Rules (see DESIGN.md, "Event sourcing, concretely"):
+
+* Windows are aligned to multiples of `window_ms` since the epoch (UTC).
+* Each gateway has a watermark: the highest event time it has sent minus the
+  allowed lateness. Per gateway rather than per partition so that one gateway's
+  backlog burst or slow clock never makes another gateway's data late. A silent
+  gateway would hold its windows open forever, so its effective watermark is
+  also pulled forward to the partition's highest event time minus
+  `offline_hold_ms` (how long we wait for a backlog).
+* A boiler's window [s, e) closes once the watermark passes e + max_gap: by
+  then every sample that can touch the window (including the one that bridges
+  its end) has arrived, unless late.
+* A sample older than the boiler's close cursor (the end of its last closed
+  window) is late: it is not folded in; the caller routes it with a reason.
+* Empty windows between data are emitted with coverage 0 (downtime shows);
+  trailing silence emits nothing until data returns, at most one day of empty
+  windows is filled in.
+
+Everything depends only on the order of messages in the partition, so a live
+run and a replay from offset 0 close the same windows with the same contents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from heatstream.schemas.telemetry import CHANNEL_NAMES
+from heatstream.streams.stats import WindowStats, summarise
+
+N_CHANNELS = len(CHANNEL_NAMES)
+#: Buffers hold one row per channel plus one row counting quarantined readings per sample.
+N_ROWS = N_CHANNELS + 1
+QUARANTINE_ROW = N_CHANNELS
+CHANNEL_INDEX = {name: i for i, name in enumerate(CHANNEL_NAMES)}
+MAX_EMPTY_WINDOWS = 1440
+
+
+@dataclass(frozen=True, slots=True)
+class WindowParams:
+    window_ms: int = 60_000
+    allowed_lateness_ms: int = 30_000
+    max_gap_ms: int = 10_000
+    offline_hold_ms: int = 3_600_000
+
+    def __post_init__(self) -> None:
+        if self.window_ms <= 0 or self.max_gap_ms <= 0 or self.allowed_lateness_ms < 0:
+            raise ValueError(f"invalid window parameters: {self}")
+
+
+@dataclass(slots=True)
+class BoilerBuffer:
+    """Samples of one boiler not yet consumed by closed windows."""
+
+    gateway: str
+    site: str
+    cursor: int  # start of the next window to close
+    started: bool = False  # a window with data has been emitted (no leading empty windows)
+    times: list[np.ndarray] = field(default_factory=list)
+    values: list[np.ndarray] = field(default_factory=list)  # each (N_ROWS, n)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        if not self.times:
+            return np.empty(0, dtype=np.int64), np.empty((N_ROWS, 0))
+        t = np.concatenate(self.times)
+        v = np.concatenate(self.values, axis=1)
+        if len(self.times) > 1:
+            order = np.argsort(t, kind="stable")
+            t, v = t[order], v[:, order]
+        self.times, self.values = [t], [v]
+        return t, v
+
+
+@dataclass(slots=True)
+class GatewayClock:
+    max_t: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """What became of a frame's samples for one boiler."""
+
+    boiler: str
+    kept: int
+    late: int
+
+
+class WindowEngine:
+    """Buffers samples per boiler and closes windows as watermarks advance."""
+
+    def __init__(self, params: WindowParams, meter_on_supply: frozenset[str] = frozenset()) -> None:
+        self.params = params
+        self.meter_on_supply = meter_on_supply
+        self.boilers: dict[str, BoilerBuffer] = {}
+        self.gateways: dict[str, GatewayClock] = {}
+        self.partition_max_t = -1
+
+    # -- input -------------------------------------------------------------
+
+    def add(
+        self,
+        gateway: str,
+        site: str,
+        boiler: str,
+        t_ms: np.ndarray,
+        values: np.ndarray,
+    ) -> Accepted:
+        """Add one boiler's samples of a frame.
+
+        `values` is (N_ROWS, n): one row per channel in CHANNEL_NAMES order (NaN =
+        missing or quarantined), then the number of readings quarantined per sample.
+        """
+        w = self.params.window_ms
+        buf = self.boilers.get(boiler)
+        if buf is None:
+            # No sample that is not late can be older than this frame's newest
+            # minus the allowed lateness, so windows start there: an earlier
+            # frame arriving out of order within the lateness is still folded in.
+            oldest_possible = min(int(t_ms.min()), int(t_ms.max()) - self.params.allowed_lateness_ms)
+            start = oldest_possible // w * w
+            buf = self.boilers[boiler] = BoilerBuffer(gateway=gateway, site=site, cursor=start)
+        late_mask = t_ms < buf.cursor
+        late = int(late_mask.sum())
+        if late:
+            keep = ~late_mask
+            t_ms, values = t_ms[keep], values[:, keep]
+        if t_ms.size:
+            buf.times.append(t_ms)
+            buf.values.append(values)
+        return Accepted(boiler=boiler, kept=int(t_ms.size), late=late)
+
+    def advance(self, gateway: str, max_event_t: int) -> None:
+        """Record the highest event time a gateway has sent (after its samples were added)."""
+        clock = self.gateways.setdefault(gateway, GatewayClock())
+        clock.max_t = max(clock.max_t, max_event_t)
+        self.partition_max_t = max(self.partition_max_t, max_event_t)
+
+    def watermark(self, gateway: str) -> int:
+        clock = self.gateways.get(gateway)
+        own = clock.max_t - self.params.allowed_lateness_ms if clock else -1
+        held = self.partition_max_t - self.params.offline_hold_ms
+        return max(own, held)
+
+    # -- output ------------------------------------------------------------
+
+    def close_ready(self) -> Iterator[WindowStats]:
+        """Close every window whose watermark has passed; in boiler then time order."""
+        p = self.params
+        for boiler in sorted(self.boilers):
+            buf = self.boilers[boiler]
+            wm = self.watermark(buf.gateway)
+            if wm < buf.cursor + p.window_ms + p.max_gap_ms:
+                continue
+            yield from self._close_boiler(boiler, buf, wm)
+
+    def _close_boiler(self, boiler: str, buf: BoilerBuffer, wm: int) -> Iterator[WindowStats]:
+        p, w = self.params, self.params.window_ms
+        t, v = buf.arrays()
+        if t.size == 0:
+            return
+        # Skip long silences: no more than a day of empty windows.
+        first_data = int(t[t >= buf.cursor][0]) if (t >= buf.cursor).any() else None
+        if first_data is not None and first_data - buf.cursor > MAX_EMPTY_WINDOWS * w:
+            buf.cursor = first_data // w * w
+        while wm >= buf.cursor + w + p.max_gap_ms:
+            s, e = buf.cursor, buf.cursor + w
+            if not (t >= s).any():
+                break  # trailing silence: wait for data
+            lo = np.searchsorted(t, s - p.max_gap_ms, side="left")
+            hi = np.searchsorted(t, e + p.max_gap_ms, side="right")
+            inside_lo = np.searchsorted(t, s, side="left")
+            inside_hi = np.searchsorted(t, e, side="left")
+            cols = {
+                name: v[i, lo:hi]
+                for name, i in CHANNEL_INDEX.items()
+                if np.isfinite(v[i, lo:hi]).any()
+            }
+            if not buf.started and inside_hi == inside_lo:
+                buf.cursor = e  # before the boiler's first data: nothing to report
+                continue
+            buf.started = True
+            stats = summarise(
+                boiler,
+                buf.gateway,
+                buf.site,
+                s,
+                e,
+                t[lo:hi],
+                cols,
+                int(v[QUARANTINE_ROW, inside_lo:inside_hi].sum()),
+                p.max_gap_ms,
+                meter_on_supply=boiler in self.meter_on_supply,
+            )
+            buf.cursor = e
+            yield stats
+        # Keep what the next window still needs: samples from cursor - max_gap.
+        keep_from = np.searchsorted(t, buf.cursor - p.max_gap_ms, side="left")
+        if keep_from:
+            t, v = t[keep_from:], v[:, keep_from:]
+            buf.times, buf.values = ([t], [v]) if t.size else ([], [])
+
+    # -- state -------------------------------------------------------------
+
+    def to_state(self, gateway: str | None = None) -> dict[str, Any]:
+        """Plain-data state (of one gateway's boilers when `gateway` is given)."""
+        boilers = {}
+        for boiler, buf in self.boilers.items():
+            if gateway is not None and buf.gateway != gateway:
+                continue
+            t, v = buf.arrays()
+            boilers[boiler] = {
+                "g": buf.gateway,
+                "s": buf.site,
+                "c": buf.cursor,
+                "st": buf.started,
+                "t": t.astype(np.int64).tobytes(),
+                "v": v.astype(np.float64).tobytes(),
+            }
+        clocks = {g: c.max_t for g, c in self.gateways.items() if gateway in (None, g)}
+        return {"boilers": boilers, "gateways": clocks, "pmax": self.partition_max_t}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Merge state produced by `to_state` (of the whole engine or of one gateway)."""
+        for boiler, b in state["boilers"].items():
+            t = np.frombuffer(b["t"], dtype=np.int64).copy()
+            v = np.frombuffer(b["v"], dtype=np.float64).reshape(N_ROWS, t.size).copy()
+            buf = BoilerBuffer(gateway=b["g"], site=b["s"], cursor=b["c"], started=b["st"])
+            if t.size:
+                buf.times, buf.values = [t], [v]
+            self.boilers[boiler] = buf
+        for g, max_t in state["gateways"].items():
+            self.gateways[g] = GatewayClock(max_t=max_t)
+        self.partition_max_t = max(self.partition_max_t, state["pmax"])
+
+    @classmethod
+    def from_state(
+        cls, params: WindowParams, state: dict[str, Any], meter_on_supply: frozenset[str] = frozenset()
+    ) -> WindowEngine:
+        engine = cls(params, meter_on_supply)
+        engine.load_state(state)
+        return engine

@@ -1,0 +1,118 @@
+"""Heat integration and event-time windows: exact values and invariants."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from heatstream.streams.heat import integrate
+from heatstream.streams.windows import CHANNEL_INDEX, N_ROWS, WindowEngine, WindowParams
+
+T0 = 1_768_435_200_000  # 2026-01-15T00:00:00Z, a window boundary
+
+
+def samples(t: np.ndarray, supply: float = 65.0, ret: float = 45.0, flow: float = 10.0) -> np.ndarray:
+    v = np.full((N_ROWS, t.size), np.nan)
+    v[-1] = 0
+    v[CHANNEL_INDEX["supply_temp_c"]] = supply
+    v[CHANNEL_INDEX["return_temp_c"]] = ret
+    v[CHANNEL_INDEX["flow_lpm"]] = flow
+    v[CHANNEL_INDEX["it_power_kw"]] = 15.0
+    return v
+
+
+def run(engine: WindowEngine, chunks: list[tuple[np.ndarray, np.ndarray]]) -> list:
+    out = []
+    for t, v in chunks:
+        engine.add("gw", "site", "b1", t, v)
+        engine.advance("gw", int(t.max()))
+        out.extend(engine.close_ready())
+    return out
+
+
+def test_one_hour_of_the_reference_loop() -> None:
+    # 10 L/min metered at 45 °C (return side), 45 -> 65 °C, 1 Hz for one hour:
+    # ρ(45 °C) = 990.256 kg/m³ -> ṁ = 0.1650427 kg/s; c_p(55 °C) = 4.18283 kJ/(kg K)
+    # P = 0.1650427 x 4.18283 x 20 K = 13.8067 kW -> 13.8067 kWh in one hour.
+    t = np.arange(T0, T0 + 3_700_000, 1000, dtype=np.int64)
+    windows = run(WindowEngine(WindowParams()), [(t[i : i + 1], samples(t[i : i + 1])) for i in range(t.size)])
+    first_hour = [w for w in windows if w.start_ms < T0 + 3_600_000]
+    assert len(first_hour) == 60
+    assert all(w.coverage == 1.0 for w in first_hour)
+    assert sum(w.heat_kwh for w in first_hour) == pytest.approx(13.8067, abs=1e-3)
+    assert sum(w.it_kwh for w in first_hour) == pytest.approx(15.0, rel=1e-12)
+    assert first_hour[0].supply_temp_mean_c == pytest.approx(65.0)
+
+
+def test_gaps_longer_than_the_limit_are_not_bridged() -> None:
+    t = np.array([T0, T0 + 1000, T0 + 30_000, T0 + 31_000], dtype=np.int64)
+    power = np.array([10.0, 10.0, 10.0, 10.0])
+    energy, covered = integrate(t, power, T0, T0 + 60_000, max_gap_ms=10_000)
+    assert covered == 2000.0
+    assert energy == pytest.approx(10.0 * 2 / 3600)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    times=st.lists(st.integers(0, 600_000), min_size=2, max_size=60, unique=True),
+    powers=st.lists(st.floats(0, 500), min_size=60, max_size=60),
+    cuts=st.lists(st.integers(0, 600_000), max_size=6),
+)
+def test_window_energy_equals_the_sum_over_any_split(times, powers, cuts) -> None:
+    t = np.array(sorted(times), dtype=np.int64)
+    p = np.array(powers[: t.size])
+    edges = sorted({0, 600_000, *cuts})
+    whole, whole_cov = integrate(t, p, 0, 600_000, max_gap_ms=50_000)
+    parts = [integrate(t, p, a, b, max_gap_ms=50_000) for a, b in zip(edges, edges[1:], strict=False)]
+    assert sum(e for e, _ in parts) == pytest.approx(whole, rel=1e-9, abs=1e-12)
+    assert sum(c for _, c in parts) == pytest.approx(whole_cov, rel=1e-9, abs=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_arrival_order_within_lateness_does_not_change_windows(data: st.DataObject) -> None:
+    params = WindowParams(window_ms=60_000, allowed_lateness_ms=30_000, max_gap_ms=10_000)
+    t = np.arange(T0, T0 + 400_000, 1000, dtype=np.int64)
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    supply = 60 + 10 * rng.random(t.size)
+    chunks = []
+    for i in range(0, t.size, 5):
+        v = samples(t[i : i + 5])
+        v[CHANNEL_INDEX["supply_temp_c"]] = supply[i : i + 5]
+        chunks.append((t[i : i + 5], v))
+    # Permute: each chunk may be delayed by up to 4 chunks (20 s < 30 s lateness).
+    delays = [data.draw(st.integers(0, 4)) for _ in chunks]
+    shuffled = [c for _, _, c in sorted(((i + d, i, c) for i, (d, c) in enumerate(zip(delays, chunks, strict=True))), key=lambda x: (x[0], x[1]))]
+    in_order = run(WindowEngine(params), chunks)
+    out_of_order = run(WindowEngine(params), shuffled)
+    assert [w.start_ms for w in in_order] == [w.start_ms for w in out_of_order]
+    for a, b in zip(in_order, out_of_order, strict=True):
+        assert a.heat_kwh == pytest.approx(b.heat_kwh, rel=1e-12)
+        assert a.coverage == b.coverage
+        assert a.samples == b.samples
+
+
+def test_a_sample_after_its_window_closed_is_late_not_folded_in() -> None:
+    params = WindowParams(window_ms=60_000, allowed_lateness_ms=5_000, max_gap_ms=2_000)
+    engine = WindowEngine(params)
+    t = np.arange(T0, T0 + 70_000, 1000, dtype=np.int64)
+    closed = run(engine, [(t, samples(t))])
+    assert [w.start_ms for w in closed] == [T0]
+    late = np.array([T0 + 30_500], dtype=np.int64)
+    accepted = engine.add("gw", "site", "b1", late, samples(late))
+    assert accepted.late == 1 and accepted.kept == 0
+
+
+def test_state_round_trip_continues_identically() -> None:
+    params = WindowParams()
+    t = np.arange(T0, T0 + 300_000, 1000, dtype=np.int64)
+    chunks = [(t[i : i + 3], samples(t[i : i + 3], supply=60 + i % 7)) for i in range(0, t.size, 3)]
+    straight = run(WindowEngine(params), chunks)
+    first = WindowEngine(params)
+    half = len(chunks) // 2 + 1
+    resumed = run(first, chunks[:half])
+    second = WindowEngine.from_state(params, first.to_state())
+    resumed += run(second, chunks[half:])
+    assert resumed == straight
