@@ -1,0 +1,112 @@
+"""A gateway process publishing a known stream, for the SIGKILL tests.
+
+    python gateway_child.py BOOTSTRAP TOPIC STATE_DIR ACCEPTED_FILE STEPS
+
+Step k is one reading of each of 4 boilers at event time T0 + 100 k ms (values
+derived from (boiler, k)), plus a compute event every 25 steps. Every event the
+SDK reports as accepted is appended to ACCEPTED_FILE as
+"event_id sha256 max_event_time kind" (kind: frame or compute; written with
+os.write on an O_APPEND descriptor, so in the kernel before the callback
+returns and safe from SIGKILL). A restarted child resumes readings after the
+latest accepted *frame*: readings of a frame still open at the kill were never
+accepted, so it sends them again (a compute event accepted meanwhile is not
+repeated).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from heatstream.ingest.gateway import Gateway, GatewayConfig
+from heatstream.schemas.envelope import Envelope
+from heatstream.schemas.serde import encode
+from heatstream.schemas.telemetry import TelemetryFrame
+from heatstream.settings import KafkaSettings
+
+T0 = 1_700_000_000_000
+STEP_MS = 100
+BOILERS = ("boiler-0001", "boiler-0002", "boiler-0003", "boiler-0004")
+
+
+def reading(boiler: int, step: int) -> dict[str, float]:
+    return {"supply_temp_c": 60.0 + boiler + (step % 50) / 10, "flow_lpm": 10.0 + step % 7}
+
+
+def max_event_time(event: Envelope) -> int:
+    if isinstance(event, TelemetryFrame):
+        return event.event_time_ms + max(event.dt_ms)
+    return event.event_time_ms
+
+
+def accepted_lines(accepted_file: Path) -> list[list[str]]:
+    """The accepted records [event_id, sha256, max_event_time, kind] in the file."""
+    if not accepted_file.exists():
+        return []
+    return [
+        f for f in (line.split() for line in accepted_file.read_text().splitlines()) if len(f) == 4
+    ]
+
+
+def resume_steps(accepted_file: Path) -> tuple[int, int]:
+    """(first step whose readings to send, first step whose compute event to send)."""
+    lines = accepted_lines(accepted_file)
+    frames = [int(f[2]) for f in lines if f[3] == "frame"]
+    computes = [int(f[2]) for f in lines if f[3] == "compute"]
+    return (
+        0 if not frames else (max(frames) - T0) // STEP_MS + 1,
+        0 if not computes else (max(computes) - T0) // STEP_MS + 1,
+    )
+
+
+async def main(
+    bootstrap: str, topic: str, state_dir: Path, accepted_file: Path, steps: int
+) -> None:
+    fd = os.open(accepted_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def record(events: Sequence[Envelope]) -> None:
+        lines = "".join(
+            f"{e.event_id} {hashlib.sha256(encode(e)).hexdigest()} {max_event_time(e)}"
+            f" {'frame' if isinstance(e, TelemetryFrame) else 'compute'}\n"
+            for e in events
+        )
+        os.write(fd, lines.encode())
+
+    config = GatewayConfig(
+        gateway="gw-kill",
+        site="site-01",
+        state_dir=state_dir,
+        topic=topic,
+        frame_max_samples=40,  # a frame every 10 steps
+        linger_ms=150,
+        send_timeout_ms=2000,
+        retry_backoff_ms=50,
+        retry_backoff_max_ms=500,
+        close_timeout_ms=30_000,
+    )
+    start, compute_start = resume_steps(accepted_file)
+    async with Gateway(config, KafkaSettings(bootstrap=bootstrap), on_accepted=record) as gw:
+        for step in range(min(start, compute_start), steps):
+            t = T0 + step * STEP_MS
+            if step >= start:
+                for b, boiler in enumerate(BOILERS):
+                    await gw.add_sample(boiler, t, reading(b, step))
+            if step % 25 == 0 and step >= compute_start:
+                await gw.send_compute(
+                    "compute.job_started", boiler=BOILERS[step % 4], event_time_ms=t,
+                    job_id=f"job-{step}", workload="rendering", nodes=2,
+                )  # fmt: skip
+            await asyncio.sleep(0.004)
+        await gw.flush()
+        drained = await gw.wait_drained(30)
+    os.write(fd, b"DONE\n" if drained else b"NOT-DRAINED\n")
+    os.close(fd)
+
+
+if __name__ == "__main__":
+    bootstrap_arg, topic_arg, state_arg, accepted_arg, steps_arg = sys.argv[1:6]
+    asyncio.run(main(bootstrap_arg, topic_arg, Path(state_arg), Path(accepted_arg), int(steps_arg)))
