@@ -1,0 +1,135 @@
+"""How a closed loop's pressure follows its temperature: a learned, binned expansion curve.
+
+Heating a sealed loop expands its water into the expansion vessel and
+compresses the vessel's gas: pressure rises with temperature, and not
+linearly (water's expansion coefficient triples between 20 and 65 °C, and the
+gas stiffens as it is compressed; a typical loop sees 0.01 bar/K cold and
+0.05-0.08 bar/K hot). So the slope dp/dT is learned per 5 K temperature bin
+from window-to-window changes (differences cancel the offset a top-up or a
+leak adds), and the temperature-compensated pressure
+
+    p_c = p - Φ(T),   Φ(T) = ∫ slope(τ) dτ  from 0 °C to T
+
+moves only when the loop's water mass changes. The uncertainty of the slope
+is carried along as a half-width per bin, so a decline is only called
+unexplained when it exceeds what *any* plausible slope could explain.
+
+The same slope gives the loop's compliance (litres of water per bar), because
+the vessel that absorbs thermal expansion also absorbs a leak's loss:
+C = V·γ(T) / slope(T), with γ the volumetric expansion coefficient of water.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from heatstream.streams.water import density_kg_m3
+
+BIN_K = 5.0
+N_BINS = 20  # 0-100 °C
+EDGES = np.arange(N_BINS + 1) * BIN_K
+
+
+@dataclass(frozen=True, slots=True)
+class ExpansionParams:
+    alpha: float = 1.0 / 2000  # forgetting per learned pair in a bin
+    min_sxx_k2: float = 1.0  # Σ ΔT² a bin needs before its slope is trusted
+    rel_uncertainty: float = 0.5  # half-width of a learned slope, relative ...
+    abs_uncertainty_bar_k: float = 0.003  # ... plus absolute
+    default_slope_bar_k: float = 0.05  # unlearned bins: 0.05 +- 0.05, i.e. anything in [0, 0.1]
+    default_half_bar_k: float = 0.05
+
+
+def expansion_coefficient(temp_c: float) -> float:
+    """γ = -(1/ρ) dρ/dT of water, 1/K."""
+    rho = density_kg_m3(np.array([temp_c - 0.5, temp_c, temp_c + 0.5]))
+    return float(-(rho[2] - rho[0]) / rho[1])
+
+
+def _bin(temp_c: float) -> int:
+    return int(min(N_BINS - 1, max(0, temp_c // BIN_K)))
+
+
+@dataclass(slots=True)
+class ExpansionModel:
+    params: ExpansionParams = field(default_factory=ExpansionParams)
+    sxx: list[float] = field(default_factory=lambda: [0.0] * N_BINS)
+    sxy: list[float] = field(default_factory=lambda: [0.0] * N_BINS)
+
+    def learn(self, t_from: float, t_to: float, dp_bar: float) -> None:
+        """Learn from a pressure change `dp_bar` while the loop went from t_from to t_to."""
+        dt = t_to - t_from
+        i = _bin((t_from + t_to) / 2.0)
+        k = 1.0 - self.params.alpha
+        self.sxx[i] = self.sxx[i] * k + dt * dt
+        self.sxy[i] = self.sxy[i] * k + dt * dp_bar
+
+    def slopes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per bin: best slope and its half-width, bar/K."""
+        p = self.params
+        sxx, sxy = np.asarray(self.sxx), np.asarray(self.sxy)
+        learned = sxx >= p.min_sxx_k2
+        slope = np.where(
+            learned, np.maximum(0.0, sxy / np.where(learned, sxx, 1.0)), p.default_slope_bar_k
+        )
+        half = np.where(
+            learned, p.rel_uncertainty * slope + p.abs_uncertainty_bar_k, p.default_half_bar_k
+        )
+        return slope, half
+
+    def curve(self) -> Curve:
+        slope, half = self.slopes()
+        return Curve(
+            phi=np.concatenate(([0.0], np.cumsum(slope * BIN_K))),
+            width=np.concatenate(([0.0], np.cumsum(half * BIN_K))),
+            slope=slope,
+            half=half,
+            learned=np.asarray(self.sxx) >= self.params.min_sxx_k2,
+        )
+
+    def to_state(self) -> dict[str, Any]:
+        return {"sxx": list(self.sxx), "sxy": list(self.sxy)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], params: ExpansionParams) -> ExpansionModel:
+        return cls(
+            params=params,
+            sxx=[float(v) for v in state["sxx"]],
+            sxy=[float(v) for v in state["sxy"]],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Curve:
+    """The learned curve, frozen for one evaluation."""
+
+    phi: np.ndarray  # Φ at the bin edges
+    width: np.ndarray  # ∫ half-width at the bin edges
+    slope: np.ndarray
+    half: np.ndarray
+    learned: np.ndarray
+
+    def compensated(self, pressure_bar: float, temp_c: float) -> float:
+        return pressure_bar - float(np.interp(temp_c, EDGES, self.phi))
+
+    def uncertainty(self, t_a: float, t_b: float) -> float:
+        """Largest pressure change between t_a and t_b the slope uncertainty could hide, bar."""
+        return abs(
+            float(np.interp(t_b, EDGES, self.width)) - float(np.interp(t_a, EDGES, self.width))
+        )
+
+    def steepest(self, temp_c: float) -> float:
+        """The largest plausible slope at temp_c, bar/K."""
+        i = _bin(temp_c)
+        return float(self.slope[i] + self.half[i])
+
+    def compliance_l_per_bar(self, temp_c: float, volume_l: float) -> tuple[float, bool]:
+        """Litres the loop gains or loses per bar at temp_c, and whether the slope was learned."""
+        i = _bin(temp_c)
+        slope = float(self.slope[i])
+        if slope <= 1e-6:
+            return float("inf"), bool(self.learned[i])
+        return volume_l * expansion_coefficient(temp_c) / slope, bool(self.learned[i])
