@@ -76,7 +76,13 @@ class StreamSettings(_Section):
     window_s: int = Field(60, ge=1, description="tumbling heat-window length")
     allowed_lateness_s: int = Field(30, ge=0, description="how far behind the watermark an event may arrive")
     max_gap_s: float = Field(10.0, gt=0, description="longer gaps between samples are not bridged")
-    gateway_silent_s: int = Field(120, ge=1)
+    gateway_silent_s: int = Field(300, ge=1, description="event-time silence before 'gateway_silent'")
+    offline_hold_s: int = Field(
+        3600, ge=0, description="how long windows of a silent gateway wait for its backlog"
+    )
+    session_timeout_s: float = Field(
+        10.0, gt=0, description="consumer-group session timeout (how fast a dead worker is noticed)"
+    )
 
 
 class Settings(BaseSettings):

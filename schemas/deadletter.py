@@ -31,6 +31,11 @@ class DeadLetter(BaseModel):
     stage: str = Field("intake", description="which component refused it")
     rejected_at_ms: int = Field(description="wall-clock time of the rejection")
 
+    @property
+    def id(self) -> str:
+        """Deterministic: the same message refused by the same stage is the same record."""
+        return f"{self.stage}:{self.source_topic}:{self.source_partition}:{self.source_offset}"
+
     @field_serializer("key", "original", when_used="json")
     def _b64(self, value: bytes | None) -> str | None:
         return None if value is None else base64.b64encode(value).decode("ascii")

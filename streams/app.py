@@ -1,0 +1,181 @@
+"""The Faust application: topics, one state table and one agent, wiring only.
+
+The agent reads raw messages as bytes (decoding is the core's job, so that a
+malformed message becomes a dead letter instead of a crashed stream), hands
+them to the partition's `Processor` and sends what it returns. State lives in
+one RocksDB-backed table keyed by gateway id, co-partitioned with the raw topic
+(whose key is the gateway id): after each message the gateway's state is
+written back, one changelog record per message, so a worker killed at any
+point recovers exactly the state of the last message whose offset it
+committed. Adding worker processes spreads the partitions, i.e. the gateways.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.streams import _current_event
+from faust.types import TP
+
+from heatstream.inventory import Inventory
+from heatstream.schemas.serde import encode
+from heatstream.schemas.topics import RAW_EVENTS, TOPICS, TopicSpec, topic_name
+from heatstream.settings import Settings
+from heatstream.streams.processor import Origin, Processor, ProcessorParams
+from heatstream.streams.windows import WindowParams
+
+log = logging.getLogger(__name__)
+
+BATCH_MAX = 1000
+BATCH_WITHIN_S = 0.2
+
+
+def processor_params(settings: Settings) -> ProcessorParams:
+    s = settings.streams
+    return ProcessorParams(
+        windows=WindowParams(
+            window_ms=s.window_s * 1000,
+            allowed_lateness_ms=s.allowed_lateness_s * 1000,
+            max_gap_ms=int(s.max_gap_s * 1000),
+            offline_hold_ms=s.offline_hold_s * 1000,
+        ),
+        gateway_silent_ms=s.gateway_silent_s * 1000,
+    )
+
+
+def broker_url(settings: Settings) -> str:
+    return ";".join(f"kafka://{host}" for host in settings.kafka.bootstrap.split(","))
+
+
+def build_app(settings: Settings, inventory: Inventory, *, datadir: Path | None = None) -> faust.App:
+    """A Faust app for these settings; nothing connects until it is started."""
+    kafka = settings.kafka
+    app = faust.App(
+        settings.app_id,
+        broker=broker_url(settings),
+        store="rocksdb://",
+        datadir=str(datadir or settings.stack.data_dir / "worker"),
+        web_enabled=False,
+        topic_partitions=kafka.partitions,
+        topic_replication_factor=kafka.replication_factor,
+        producer_acks=-1,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.streams.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.streams.session_timeout_s / 5),
+        broker_commit_interval=1.0,
+        stream_wait_empty=False,
+        key_serializer="raw",
+        value_serializer="raw",
+        **_security(settings),
+    )
+    topics: dict[str, Any] = {
+        spec.name: app.topic(
+            topic_name(spec, kafka.topic_prefix),
+            key_type=bytes,
+            value_type=bytes,
+            partitions=spec.partitions or kafka.partitions,
+            internal=False,
+        )
+        for spec in TOPICS
+    }
+    state = app.Table(
+        "processor-state",
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=kafka.partitions,
+    )
+    params = processor_params(settings)
+    processors: dict[int, Processor] = {}
+
+    @app.on_partitions_revoked.connect
+    async def _forget(app: faust.App, revoked: set[TP], **_: Any) -> None:
+        # Another worker may process these partitions now; our copies go stale.
+        for tp in revoked:
+            processors.pop(tp.partition, None)
+
+    def processor_for(partition: int) -> Processor:
+        proc = processors.get(partition)
+        if proc is None:
+            proc = processors[partition] = Processor(inventory, params)
+        return proc
+
+    async def send(spec: TopicSpec, key: str, payload: bytes) -> asyncio.Future[Any]:
+        return await topics[spec.name].send(key=key.encode(), value=payload)
+
+    @app.agent(topics[RAW_EVENTS.name], name="intake")
+    async def intake(stream: faust.StreamT[bytes]) -> None:
+        # Batches amortise the two per-message costs that dominate: waiting for
+        # the broker to acknowledge what we emitted, and the changelog record of
+        # the state. Both happen once per batch (state: once per gateway).
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+            pending: list[asyncio.Future[Any]] = []
+            touched: dict[str, tuple[Processor, Any]] = {}
+            for event in events:
+                message = event.message
+                raw: bytes = message.value if message.value is not None else b""
+                key: bytes | None = message.key
+                proc = processor_for(message.partition)
+                gateway = proc.gateway_of(key, raw)
+                if gateway is not None and not proc.has_gateway(gateway):
+                    saved = state.get(gateway.encode())
+                    if saved is not None:
+                        proc.import_gateway(gateway, saved)
+                origin = Origin(
+                    topic=message.topic,
+                    partition=message.partition,
+                    offset=message.offset,
+                    timestamp_ms=int(message.timestamp * 1000),
+                )
+                for emit in proc.process(raw, key, origin):
+                    pending.append(await send(emit.topic, emit.key, encode(emit.event)))
+                if gateway is not None and proc.has_gateway(gateway):
+                    touched[gateway] = (proc, event)
+            # State is written only once what it emitted is acknowledged: after
+            # a crash the state may lag (outputs re-emitted with identical bytes,
+            # de-duplicated by key downstream) but never lead (an output lost).
+            if pending:
+                await asyncio.gather(*pending)
+            for gateway, (proc, last_event) in touched.items():
+                # Faust picks a table key's changelog partition from the event
+                # being processed; after the batch, name the gateway's last one.
+                token = _current_event.set(weakref.ref(last_event))
+                try:
+                    state[gateway.encode()] = proc.export_gateway(gateway)
+                finally:
+                    _current_event.reset(token)
+
+    app.heatstream_processors = processors  # type: ignore[attr-defined]
+    return app
+
+
+def _security(settings: Settings) -> dict[str, Any]:
+    kafka = settings.kafka
+    if kafka.security_protocol == "PLAINTEXT":
+        return {}
+    from faust.auth import SASLCredentials, SSLCredentials
+    from aiokafka.helpers import create_ssl_context
+
+    ssl_context = None
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        ssl_context = create_ssl_context(
+            cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None,
+            certfile=str(kafka.ssl_certfile) if kafka.ssl_certfile else None,
+            keyfile=str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None,
+        )
+    if kafka.security_protocol.startswith("SASL"):
+        password = kafka.sasl_password.get_secret_value() if kafka.sasl_password else ""
+        return {
+            "broker_credentials": SASLCredentials(
+                username=kafka.sasl_username or "",
+                password=password,
+                mechanism=kafka.sasl_mechanism or "PLAIN",
+                ssl_context=ssl_context,
+            )
+        }
+    return {"broker_credentials": SSLCredentials(ssl_context)}

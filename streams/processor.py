@@ -1,0 +1,407 @@
+"""The stream processor's core: raw message in, derived events out. No Faust here.
+
+`Processor` holds the state of one Kafka partition of the raw topic and is fed
+its messages in log order. For each message it returns what to publish: dead
+letters, late events, data-quality issues, closed heat windows and rollups,
+anomalies and leaks. Its output depends only on the messages and their order
+in the partition, never on the wall clock, which is what makes a replay from
+offset 0 produce the same derived events as the live run. The Faust app, the
+replay command, the benchmarks and the tests all drive this same class.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from heatstream.inventory import Inventory
+from heatstream.schemas import topics
+from heatstream.schemas.compute import JobFinished, JobStarted, NodeState, PowerCapSet
+from heatstream.schemas.deadletter import DeadLetter
+from heatstream.schemas.derived import DataQualityIssue, HeatWindow, resolution_label
+from heatstream.schemas.errors import EventError
+from heatstream.schemas.telemetry import CHANNEL_BY_NAME, TelemetryFrame
+from heatstream.schemas.topics import TopicSpec
+from heatstream.streams.attribution import ComputeLedger
+from heatstream.streams.detectors import (
+    ClockSkewTracker,
+    EfficiencyDetector,
+    GatewayLiveness,
+    LeakDetector,
+    QualityDetector,
+    SkewParams,
+    WindowContext,
+)
+from heatstream.streams.intake import SequenceTracker, decode_and_authorise
+from heatstream.streams.rollup import Rollups
+from heatstream.streams.stats import WindowStats
+from heatstream.streams.windows import CHANNEL_INDEX, N_ROWS, QUARANTINE_ROW, WindowEngine, WindowParams
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a raw message was read: dead letters point back to it."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int  # the message's Kafka timestamp: deterministic on replay
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    topic: TopicSpec
+    key: str
+    event: BaseModel
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorParams:
+    windows: WindowParams = WindowParams()
+    skew: SkewParams = SkewParams()
+    gateway_silent_ms: int = 300_000
+    sequence_horizon: int = 4096
+
+
+@dataclass(slots=True)
+class Counters:
+    messages: int = 0
+    frames: int = 0
+    compute_events: int = 0
+    readings: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    late_events: int = 0
+    late_samples: int = 0
+    quarantined: int = 0
+    windows: int = 0
+    anomalies: int = 0
+    leaks: int = 0
+    dq_issues: int = 0
+    by_reason: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass(slots=True)
+class BoilerState:
+    ledger: ComputeLedger
+    rollups: Rollups
+    efficiency: EfficiencyDetector
+    leaks: LeakDetector
+    quality: QualityDetector
+
+
+class Processor:
+    """State and logic of one raw-topic partition."""
+
+    def __init__(self, inventory: Inventory, params: ProcessorParams = ProcessorParams()) -> None:
+        self.inventory = inventory
+        self.params = params
+        meter_on_supply = frozenset(b.id for b in inventory.boilers if b.flow_meter_side == "supply")
+        self.engine = WindowEngine(params.windows, meter_on_supply)
+        self.sequences: dict[str, SequenceTracker] = {}
+        self.boilers: dict[str, BoilerState] = {}
+        self.liveness = GatewayLiveness(silent_ms=params.gateway_silent_ms)
+        self.clocks: dict[str, ClockSkewTracker] = {}
+        self.counters = Counters()
+        self.resolution = resolution_label(params.windows.window_ms)
+
+    # -- the one entry point ------------------------------------------------
+
+    def process(self, raw: bytes, key: bytes | None, origin: Origin) -> list[Emit]:
+        self.counters.messages += 1
+        out: list[Emit] = []
+        try:
+            event = decode_and_authorise(raw, key, self.inventory)
+        except EventError as exc:
+            out.append(self._dead_letter(raw, key, origin, exc.reason, str(exc)))
+            return out
+
+        tracker = self.sequences.get(event.gateway)
+        if tracker is None:
+            tracker = self.sequences[event.gateway] = SequenceTracker(self.params.sequence_horizon)
+        verdict, gaps = tracker.observe(event.seq)
+        if verdict == "duplicate":
+            self.counters.duplicates += 1
+            return out
+        if verdict == "too_old":
+            out.append(
+                self._late(raw, key, origin, f"seq {event.seq} of gateway {event.gateway!r} is older "
+                           f"than the de-duplication horizon ({self.params.sequence_horizon} events)")
+            )
+            return out
+        for first, last in gaps:
+            out.append(self._dq(DataQualityIssue(
+                kind="sequence_gap", gateway=event.gateway, site=event.site, start_ms=event.event_time_ms,
+                count=last - first + 1,
+                detail=f"gateway {event.gateway} sequence numbers {first}..{last} never arrived",
+            )))
+
+        clock = self.clocks.get(event.gateway)
+        if clock is None:
+            clock = self.clocks[event.gateway] = ClockSkewTracker(self.params.skew)
+        for issue in clock.observe(event.gateway, event.site, _event_max_t(event), event.ingest_time_ms):
+            out.append(self._dq(issue))
+
+        if isinstance(event, TelemetryFrame):
+            out.extend(self._frame(event, raw, key, origin))
+        else:
+            out.extend(self._compute(event, raw, key, origin))
+
+        for issue in self.liveness.observe(event.gateway, event.site, _event_max_t(event),
+                                           partition_max_ms=self.engine.partition_max_t):
+            out.append(self._dq(issue))
+        for stats in self.engine.close_ready():
+            out.extend(self._closed(stats))
+        return out
+
+    # -- raw events ---------------------------------------------------------
+
+    def _frame(self, frame: TelemetryFrame, raw: bytes, key: bytes | None, origin: Origin) -> list[Emit]:
+        out: list[Emit] = []
+        self.counters.frames += 1
+        self.counters.readings += frame.n_readings
+        n = frame.n_samples
+        values = np.full((N_ROWS, n), np.nan)
+        values[QUARANTINE_ROW] = 0.0
+        for name, column in frame.columns.items():
+            values[CHANNEL_INDEX[name]] = column
+        violations = frame.range_violations()
+        if violations:
+            self.counters.quarantined += len(violations)
+            by_key: dict[tuple[str, str], list[Any]] = {}
+            for v in violations:
+                values[CHANNEL_INDEX[v.field], v.index] = np.nan
+                values[QUARANTINE_ROW, v.index] += 1
+                by_key.setdefault((v.boiler, v.field), []).append(v)
+            for (boiler, channel), found in sorted(by_key.items()):
+                spec = CHANNEL_BY_NAME[channel]
+                out.append(self._dq(DataQualityIssue(
+                    kind="out_of_range", gateway=frame.gateway, site=frame.site, boiler=boiler,
+                    channel=channel, start_ms=found[0].t_ms, end_ms=found[-1].t_ms, count=len(found),
+                    detail=f"{len(found)} reading(s) outside [{spec.low}, {spec.high}] {spec.unit}, "
+                           f"first {found[0]}; quarantined, kept out of heat totals",
+                )))
+        t = frame.t_ms
+        idx = np.asarray(frame.boiler_idx, dtype=np.int64)
+        late_total = 0
+        late_boilers: list[str] = []
+        for b, boiler in enumerate(frame.boilers):
+            mask = idx == b
+            if not mask.any():
+                continue
+            accepted = self.engine.add(frame.gateway, frame.site, boiler, t[mask], values[:, mask])
+            self._boiler(boiler, frame.site)
+            if accepted.late:
+                late_total += accepted.late
+                late_boilers.append(boiler)
+        self.engine.advance(frame.gateway, int(t.max()))
+        if late_total:
+            self.counters.late_samples += late_total
+            out.append(self._late(
+                raw, key, origin,
+                f"{late_total} of {n} samples arrived after their window closed "
+                f"(allowed lateness {self.params.windows.allowed_lateness_ms} ms) for "
+                f"{', '.join(late_boilers[:5])}{' ...' if len(late_boilers) > 5 else ''}; "
+                "not folded into heat totals",
+            ))
+            out.append(self._dq(DataQualityIssue(
+                kind="late_event", gateway=frame.gateway, site=frame.site,
+                boiler=late_boilers[0] if len(late_boilers) == 1 else None,
+                start_ms=frame.event_time_ms, count=late_total,
+                detail=f"frame {frame.event_id}: {late_total} late samples routed to the late-events topic",
+            )))
+        return out
+
+    def _compute(
+        self, event: JobStarted | JobFinished | NodeState | PowerCapSet, raw: bytes,
+        key: bytes | None, origin: Origin,
+    ) -> list[Emit]:
+        self.counters.compute_events += 1
+        buf = self.engine.boilers.get(event.boiler)
+        if buf is not None and event.event_time_ms < buf.cursor:
+            self.counters.late_samples += 1
+            return [self._late(raw, key, origin,
+                               f"{event.schema_name} at {event.event_time_ms} is older than the last "
+                               f"closed window of {event.boiler} (ends {buf.cursor})")]
+        self._boiler(event.boiler, event.site).ledger.apply(event)
+        self.engine.advance(event.gateway, event.event_time_ms)
+        return []
+
+    # -- closed windows -----------------------------------------------------
+
+    def _closed(self, stats: WindowStats) -> list[Emit]:
+        out: list[Emit] = []
+        state = self._boiler(stats.boiler, stats.site)
+        boiler = self.inventory.boiler_by_id[stats.boiler]
+        site = self.inventory.site_by_id[stats.site]
+        throttled, cap_kw = state.ledger.throttled(stats.start_ms, stats.end_ms)
+        shares = state.ledger.workload_shares(stats.start_ms, stats.end_ms)
+        total = stats.total_kwh
+        window = HeatWindow(
+            boiler=stats.boiler,
+            site=stats.site,
+            resolution=self.resolution,
+            window_start_ms=stats.start_ms,
+            window_end_ms=stats.end_ms,
+            heat_kwh=stats.heat_kwh,
+            it_kwh=stats.it_kwh,
+            aux_kwh=stats.aux_kwh,
+            total_kwh=total,
+            erf=stats.heat_kwh / total if total > 0 else None,
+            supply_temp_mean_c=stats.supply_temp_mean_c,
+            return_temp_mean_c=stats.return_temp_mean_c,
+            flow_mean_lpm=stats.flow_mean_lpm,
+            coverage=stats.coverage,
+            co2_avoided_kg=site.displaced_heat.co2_avoided_kg(max(stats.heat_kwh, 0.0)),
+            samples=stats.samples,
+            quarantined=stats.quarantined,
+            heat_by_workload_kwh={k: stats.heat_kwh * s for k, s in shares.items()},
+            throttled=throttled,
+        )
+        self.counters.windows += 1
+        out.append(Emit(topics.HEAT_WINDOWS, window.key, window))
+        for rollup in state.rollups.add(window):
+            out.append(Emit(topics.HEAT_WINDOWS, rollup.key, rollup))
+        ctx = WindowContext(
+            nominal_it_kw=boiler.nominal_it_kw,
+            loop_volume_l=boiler.loop_volume_l,
+            throttled=throttled,
+            cap_kw=cap_kw,
+            has_supply_flow_meter="supply_flow_lpm" in stats.spread,
+        )
+        for anomaly in state.efficiency.update(stats, ctx):
+            self.counters.anomalies += 1
+            out.append(Emit(topics.ANOMALIES, anomaly.key, anomaly))
+        for leak in state.leaks.update(stats, ctx):
+            self.counters.leaks += 1
+            out.append(Emit(topics.LEAKS, leak.key, leak))
+        for issue in state.quality.update(stats, ctx):
+            out.append(self._dq(issue))
+        state.ledger.prune(stats.end_ms)
+        return out
+
+    # -- state, per gateway (the Faust table's unit) ---------------------------
+
+    def gateway_of(self, key: bytes | None, raw: bytes) -> str | None:
+        """The gateway whose state a message needs: its key, when that is a known gateway."""
+        if key is None:
+            return None
+        try:
+            gateway = key.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        return gateway if gateway in self.inventory.gateway_by_id else None
+
+    def has_gateway(self, gateway: str) -> bool:
+        return gateway in self.sequences
+
+    def export_gateway(self, gateway: str) -> bytes:
+        """Everything this partition knows about one gateway and its boilers, as bytes."""
+        owned = self.inventory.gateway_by_id[gateway].boilers
+        engine = self.engine.to_state(gateway)
+        boilers = {
+            b: {
+                "ledger": st.ledger.to_state(),
+                "rollups": st.rollups.to_state(),
+                "efficiency": st.efficiency.to_state(),
+                "leaks": st.leaks.to_state(),
+                "quality": st.quality.to_state(),
+            }
+            for b in owned
+            if (st := self.boilers.get(b)) is not None
+        }
+        state = {
+            "v": 1,
+            "engine": engine,
+            "seq": self.sequences[gateway].to_state(),
+            "boilers": boilers,
+            "liveness": _liveness_row(self.liveness, gateway),
+            "clock": self.clocks[gateway].to_state() if gateway in self.clocks else None,
+        }
+        # Internal state of our own table, never read from outside: pickle is
+        # the fastest faithful encoding of numpy buffers and nested dicts.
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def import_gateway(self, gateway: str, blob: bytes) -> None:
+        state = pickle.loads(blob)  # noqa: S301 - our own table, see export_gateway
+        self.engine.load_state(state["engine"])
+        self.sequences[gateway] = SequenceTracker.from_state(state["seq"])
+        for boiler, b in state["boilers"].items():
+            site = self.inventory.boiler_by_id[boiler].site
+            self.boilers[boiler] = BoilerState(
+                ledger=ComputeLedger.from_state(b["ledger"]),
+                rollups=Rollups.from_state(boiler, site, b["rollups"]),
+                efficiency=EfficiencyDetector.from_state(boiler, site, b["efficiency"]),
+                leaks=LeakDetector.from_state(boiler, site, b["leaks"]),
+                quality=QualityDetector.from_state(boiler, site, b["quality"]),
+            )
+        self.liveness = _with_liveness_row(
+            self.liveness, gateway, state["liveness"], self.params.gateway_silent_ms
+        )
+        if state["clock"] is not None:
+            self.clocks[gateway] = ClockSkewTracker.from_state(state["clock"], self.params.skew)
+
+    # -- helpers ------------------------------------------------------------
+
+    def _boiler(self, boiler: str, site: str) -> BoilerState:
+        state = self.boilers.get(boiler)
+        if state is None:
+            state = self.boilers[boiler] = BoilerState(
+                ledger=ComputeLedger(),
+                rollups=Rollups(boiler, site),
+                efficiency=EfficiencyDetector(boiler, site),
+                leaks=LeakDetector(boiler, site),
+                quality=QualityDetector(boiler, site),
+            )
+        return state
+
+    def _dq(self, issue: DataQualityIssue) -> Emit:
+        self.counters.dq_issues += 1
+        return Emit(topics.DATA_QUALITY, issue.key, issue)
+
+    def _dead_letter(self, raw: bytes, key: bytes | None, origin: Origin, reason: str, error: str) -> Emit:
+        self.counters.dead_letters += 1
+        self.counters.by_reason[reason] += 1
+        record = DeadLetter(
+            source_topic=origin.topic, source_partition=origin.partition, source_offset=origin.offset,
+            key=key, original=raw, reason=reason, error=error, stage="intake",
+            rejected_at_ms=origin.timestamp_ms,
+        )
+        return Emit(topics.DEAD_LETTERS, (key or b"").decode("utf-8", "replace"), record)
+
+    def _late(self, raw: bytes, key: bytes | None, origin: Origin, error: str) -> Emit:
+        self.counters.late_events += 1
+        record = DeadLetter(
+            source_topic=origin.topic, source_partition=origin.partition, source_offset=origin.offset,
+            key=key, original=raw, reason="late_event", error=error, stage="windows",
+            rejected_at_ms=origin.timestamp_ms,
+        )
+        return Emit(topics.LATE_EVENTS, (key or b"").decode("utf-8", "replace"), record)
+
+
+def _event_max_t(event: TelemetryFrame | JobStarted | JobFinished | NodeState | PowerCapSet) -> int:
+    if isinstance(event, TelemetryFrame):
+        return event.event_time_ms + max(event.dt_ms)
+    return event.event_time_ms
+
+
+def _liveness_row(liveness: GatewayLiveness, gateway: str) -> dict[str, Any]:
+    state = liveness.to_state()
+    return {"max": state["max"], "row": state["gateways"].get(gateway)}
+
+
+def _with_liveness_row(
+    liveness: GatewayLiveness, gateway: str, saved: dict[str, Any], silent_ms: int
+) -> GatewayLiveness:
+    """Liveness with one gateway's saved row merged in (the tracker is per partition)."""
+    state = liveness.to_state()
+    if saved["max"] is not None:
+        state["max"] = saved["max"] if state["max"] is None else max(state["max"], saved["max"])
+    if saved["row"] is not None:
+        state["gateways"][gateway] = saved["row"]
+    return GatewayLiveness.from_state(state, silent_ms)
