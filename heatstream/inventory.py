@@ -210,3 +210,40 @@ def synthetic_inventory(boilers: int, sites: int, nominal_it_kw: float = 100.0) 
         for s, site in enumerate(site_list)
     ]
     return Inventory(sites=tuple(site_list), gateways=tuple(gateways), boilers=tuple(boiler_list))
+
+
+def inventory_toml(inventory: Inventory) -> str:
+    """The inventory as a TOML document that `parse_inventory` reads back identically.
+
+    Secrets (gateway HMAC keys) are written out: keep the file private.
+    """
+
+    def value(v: object) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, int | float):
+            return repr(v)
+        if isinstance(v, tuple | list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, SecretStr):
+            v = v.get_secret_value()
+        text = str(v).replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{text}"'
+
+    lines: list[str] = ["# heatstream inventory (generated)", ""]
+    for table, items in (("sites", inventory.sites), ("gateways", inventory.gateways), ("boilers", inventory.boilers)):
+        for item in items:
+            lines.append(f"[[{table}]]")
+            nested: list[str] = []
+            for name in type(item).model_fields:
+                v = getattr(item, name)
+                if v is None:
+                    continue
+                if isinstance(v, BaseModel):
+                    nested.append(f"[{table}.{name}]")
+                    nested.extend(f"{k} = {value(getattr(v, k))}" for k in type(v).model_fields)
+                else:
+                    lines.append(f"{name} = {value(v)}")
+            lines.extend(nested)
+            lines.append("")
+    return "\n".join(lines)

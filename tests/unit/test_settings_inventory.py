@@ -118,3 +118,10 @@ def test_synthetic_inventory_is_consistent() -> None:
     assert {s.kind for s in inv.sites} == {"swimming_pool", "residential", "district_heating"}
     for gw in inv.gateways:
         assert all(inv.boiler_by_id[b].site == gw.site for b in gw.boilers)
+
+
+def test_inventory_toml_round_trips() -> None:
+    from heatstream.inventory import inventory_toml
+
+    for inv in (load_inventory(EXAMPLE_PATH), synthetic_inventory(boilers=7, sites=3)):
+        assert parse_inventory(inventory_toml(inv)) == inv

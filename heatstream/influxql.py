@@ -1,0 +1,77 @@
+"""Read results back with InfluxQL over HTTP `/query`.
+
+Works against InfluxDB 1.x (database, optional user/password) and 2.x/3.x
+through their v1-compatible `/query` endpoint with a DBRP mapping (token). The
+main job's summary, the monthly report and the tests read through this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from heatstream.errors import HeatstreamError
+from heatstream.settings import InfluxSettings
+
+
+class QueryError(HeatstreamError, RuntimeError):
+    """InfluxDB refused or failed a query."""
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    name: str
+    tags: dict[str, str]
+    columns: list[str]
+    values: list[list[Any]]
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, row, strict=True)) for row in self.values]
+
+
+def _auth(influx: InfluxSettings) -> tuple[dict[str, str], dict[str, str]]:
+    headers: dict[str, str] = {}
+    params: dict[str, str] = {}
+    if influx.token is not None:
+        headers["Authorization"] = f"Token {influx.token.get_secret_value()}"
+    elif influx.username:
+        params["u"] = influx.username
+        params["p"] = influx.password.get_secret_value() if influx.password else ""
+    return headers, params
+
+
+def query(influx: InfluxSettings, q: str, *, timeout_s: float = 30.0) -> list[Series]:
+    """Run one InfluxQL statement; every series of its result (epoch ms timestamps)."""
+    headers, params = _auth(influx)
+    params.update({"db": influx.database, "q": q, "epoch": "ms"})
+    if influx.retention_policy:
+        params["rp"] = influx.retention_policy
+    try:
+        response = httpx.get(f"{influx.url.rstrip('/')}/query", params=params, headers=headers, timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        raise QueryError(f"InfluxDB at {influx.url} unreachable: {exc}") from None
+    if response.status_code != 200:
+        raise QueryError(f"InfluxDB answered {response.status_code} to {q!r}: {response.text[:300]}")
+    out: list[Series] = []
+    for result in response.json().get("results", []):
+        if "error" in result:
+            raise QueryError(f"InfluxDB: {result['error']} (query {q!r})")
+        for s in result.get("series", []):
+            out.append(Series(s.get("name", ""), s.get("tags", {}) or {}, s["columns"], s["values"]))
+    return out
+
+
+def execute(influx: InfluxSettings, statement: str) -> None:
+    """A statement that changes something (CREATE/DROP ...), sent by POST."""
+    headers, params = _auth(influx)
+    params.update({"q": statement})
+    try:
+        response = httpx.post(f"{influx.url.rstrip('/')}/query", params=params, headers=headers, timeout=30.0)
+    except httpx.HTTPError as exc:
+        raise QueryError(f"InfluxDB at {influx.url} unreachable: {exc}") from None
+    body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+    errors = [r["error"] for r in body.get("results", []) if "error" in r]
+    if response.status_code != 200 or errors:
+        raise QueryError(f"InfluxDB refused {statement!r}: {errors or response.text[:300]}")
