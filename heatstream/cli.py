@@ -60,17 +60,31 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 
 def _register() -> None:
-    # Imported here so that `heatstream --help` stays fast and a missing optional
-    # stage never breaks the others.
+    # Imported here so that `heatstream --help` stays fast: each module imports
+    # its heavy dependencies (Faust, aiokafka, matplotlib) only when it runs.
     from heatstream.config_cli import app as config_app
+    from heatstream.grafana.cli import app as grafana_app
+    from heatstream.ingest.simulator.cli import SimulateCommand, simulate
+    from heatstream.report.cli import report
     from heatstream.schemas_cli import app as schemas_app
+    from heatstream.sinks.cli import sink
     from heatstream.stack.cli import app as stack_app
+    from heatstream.streams.cli import replay, worker
     from heatstream.topics_cli import app as topics_app
+    from heatstream.up_cli import up
 
+    # The order is the order of `heatstream --help`: the main job first.
+    app.command("up")(up)
+    app.command("worker")(worker)
+    app.command("sink")(sink)
+    app.command("simulate", cls=SimulateCommand)(simulate)
+    app.command("replay")(replay)
+    app.command("report")(report)
+    app.add_typer(stack_app, name="stack")
     app.add_typer(config_app, name="config")
     app.add_typer(schemas_app, name="schemas")
-    app.add_typer(stack_app, name="stack")
     app.add_typer(topics_app, name="topics")
+    app.add_typer(grafana_app, name="grafana")
 
 
 def main() -> None:
