@@ -9,13 +9,17 @@ import typer
 
 from heatstream.settings import masked
 
-app = typer.Typer(help="Inspect the effective configuration and the inventory.", no_args_is_help=True)
+app = typer.Typer(
+    help="Inspect the effective configuration and the inventory.", no_args_is_help=True
+)
 
 
 @app.command("show")
 def show(
     ctx: typer.Context,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of TOML-like text.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON instead of TOML-like text.")
+    ] = False,
 ) -> None:
     """Print the effective configuration (file, environment, defaults) with secrets masked."""
     from heatstream.cli import settings_of

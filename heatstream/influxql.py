@@ -49,17 +49,23 @@ def query(influx: InfluxSettings, q: str, *, timeout_s: float = 30.0) -> list[Se
     if influx.retention_policy:
         params["rp"] = influx.retention_policy
     try:
-        response = httpx.get(f"{influx.url.rstrip('/')}/query", params=params, headers=headers, timeout=timeout_s)
+        response = httpx.get(
+            f"{influx.url.rstrip('/')}/query", params=params, headers=headers, timeout=timeout_s
+        )
     except httpx.HTTPError as exc:
         raise QueryError(f"InfluxDB at {influx.url} unreachable: {exc}") from None
     if response.status_code != 200:
-        raise QueryError(f"InfluxDB answered {response.status_code} to {q!r}: {response.text[:300]}")
+        raise QueryError(
+            f"InfluxDB answered {response.status_code} to {q!r}: {response.text[:300]}"
+        )
     out: list[Series] = []
     for result in response.json().get("results", []):
         if "error" in result:
             raise QueryError(f"InfluxDB: {result['error']} (query {q!r})")
         for s in result.get("series", []):
-            out.append(Series(s.get("name", ""), s.get("tags", {}) or {}, s["columns"], s["values"]))
+            out.append(
+                Series(s.get("name", ""), s.get("tags", {}) or {}, s["columns"], s["values"])
+            )
     return out
 
 
@@ -68,10 +74,16 @@ def execute(influx: InfluxSettings, statement: str) -> None:
     headers, params = _auth(influx)
     params.update({"q": statement})
     try:
-        response = httpx.post(f"{influx.url.rstrip('/')}/query", params=params, headers=headers, timeout=30.0)
+        response = httpx.post(
+            f"{influx.url.rstrip('/')}/query", params=params, headers=headers, timeout=30.0
+        )
     except httpx.HTTPError as exc:
         raise QueryError(f"InfluxDB at {influx.url} unreachable: {exc}") from None
-    body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+    body = (
+        response.json()
+        if response.headers.get("content-type", "").startswith("application/json")
+        else {}
+    )
     errors = [r["error"] for r in body.get("results", []) if "error" in r]
     if response.status_code != 200 or errors:
         raise QueryError(f"InfluxDB refused {statement!r}: {errors or response.text[:300]}")

@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -125,8 +124,11 @@ class Tail:
     def __init__(self, bootstrap: str, names: list[str]) -> None:
         self.names = names
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
-            fetch_max_bytes=64 * 2**20, max_partition_fetch_bytes=16 * 2**20,
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_bytes=64 * 2**20,
+            max_partition_fetch_bytes=16 * 2**20,
         )
         self.ends: dict[TopicPartition, int] = {}
 
@@ -186,7 +188,9 @@ async def monitor(
         bootstrap_servers=kafka.bootstrap, enable_auto_commit=False, group_id=settings.app_id
     )
     sink_view = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap, enable_auto_commit=False, group_id=f"{settings.app_id}-sink"
+        bootstrap_servers=kafka.bootstrap,
+        enable_auto_commit=False,
+        group_id=f"{settings.app_id}-sink",
     )
     for c in (tail_raw, tail_derived, worker_view, sink_view):
         await c.start()
@@ -199,7 +203,9 @@ async def monitor(
                 per_topic[tp.topic] = per_topic.get(tp.topic, 0) + end
             progress.ends = per_topic
             progress.windows = per_topic.get(name(topics.HEAT_WINDOWS), 0)
-            progress.alerts = per_topic.get(name(topics.ANOMALIES), 0) + per_topic.get(name(topics.LEAKS), 0)
+            progress.alerts = per_topic.get(name(topics.ANOMALIES), 0) + per_topic.get(
+                name(topics.LEAKS), 0
+            )
             progress.dead_letters = per_topic.get(name(topics.DEAD_LETTERS), 0)
             progress.late_events = per_topic.get(name(topics.LATE_EVENTS), 0)
             progress.worker_lag = await _lag(worker_view, ends_raw)

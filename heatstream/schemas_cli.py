@@ -8,14 +8,18 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Event contracts: list them, export them as JSON Schema.", no_args_is_help=True)
+app = typer.Typer(
+    help="Event contracts: list them, export them as JSON Schema.", no_args_is_help=True
+)
 
 
 @app.command("export")
 def export(
     directory: Annotated[
         Path,
-        typer.Argument(help="Folder to write into (created if missing); one <type>.v<N>.json per event type."),
+        typer.Argument(
+            help="Folder to write into (created if missing); one <type>.v<N>.json per event type."
+        ),
     ],
 ) -> None:
     """Write one JSON Schema (draft 2020-12) per event type and version.
@@ -30,7 +34,9 @@ def export(
     directory.mkdir(parents=True, exist_ok=True)
     schemas = json_schemas()
     for key, schema in schemas.items():
-        (directory / f"{key}.json").write_text(json.dumps(schema, indent=2, ensure_ascii=False) + "\n")
+        (directory / f"{key}.json").write_text(
+            json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+        )
     typer.echo(f"wrote {len(schemas)} JSON Schemas to {directory}/: {', '.join(schemas)}")
 
 

@@ -40,8 +40,12 @@ class KafkaSettings(_Section):
     ssl_cafile: Path | None = None
     ssl_certfile: Path | None = None
     ssl_keyfile: Path | None = None
-    topic_prefix: str = Field("", description="prepended to every topic name (multi-tenant clusters)")
-    partitions: int = Field(8, ge=1, description="partitions of keyed topics when heatstream creates them")
+    topic_prefix: str = Field(
+        "", description="prepended to every topic name (multi-tenant clusters)"
+    )
+    partitions: int = Field(
+        8, ge=1, description="partitions of keyed topics when heatstream creates them"
+    )
     replication_factor: int = Field(1, ge=1)
 
 
@@ -63,7 +67,9 @@ class InfluxSettings(_Section):
 class StackSettings(_Section):
     """The embedded development stack started by `heatstream stack up`."""
 
-    data_dir: Path = Field(Path(".heatstream"), description="state, logs and pid files of the stack")
+    data_dir: Path = Field(
+        Path(".heatstream"), description="state, logs and pid files of the stack"
+    )
     host: str = "127.0.0.1"
     kafka_port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
     influx_port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
@@ -74,9 +80,13 @@ class StreamSettings(_Section):
     """Event-time processing parameters of the worker."""
 
     window_s: int = Field(60, ge=1, description="tumbling heat-window length")
-    allowed_lateness_s: int = Field(30, ge=0, description="how far behind the watermark an event may arrive")
+    allowed_lateness_s: int = Field(
+        30, ge=0, description="how far behind the watermark an event may arrive"
+    )
     max_gap_s: float = Field(10.0, gt=0, description="longer gaps between samples are not bridged")
-    gateway_silent_s: int = Field(300, ge=1, description="event-time silence before 'gateway_silent'")
+    gateway_silent_s: int = Field(
+        300, ge=1, description="event-time silence before 'gateway_silent'"
+    )
     offline_hold_s: int = Field(
         3600, ge=0, description="how long windows of a silent gateway wait for its backlog"
     )

@@ -46,28 +46,33 @@ def run_summary(influx: InfluxSettings, start_ms: int, end_ms: int) -> dict[str,
         for s in query(
             influx,
             f"SELECT start_ms, end_ms, phase, kind, boiler, site, severity, reason FROM {measurement} "
-            f"WHERE {where}" if measurement == "anomaly" else
-            f"SELECT start_ms, end_ms, phase, boiler, site, severity, reason, evidence FROM {measurement} "
+            f"WHERE {where}"
+            if measurement == "anomaly"
+            else f"SELECT start_ms, end_ms, phase, boiler, site, severity, reason, evidence FROM {measurement} "
             f"WHERE {where}",
         ):
             for row in s.rows():
                 kind = row.get("kind") or "leak"
                 key = (kind, row["boiler"], int(row["start_ms"]))
-                alert = alerts.setdefault(key, {
-                    "kind": kind,
-                    "boiler": row["boiler"],
-                    "site": row["site"],
-                    "severity": row.get("severity"),
-                    "start": _iso(row["start_ms"]),
-                    "end": None,
-                    "reason": row.get("reason"),
-                })
+                alert = alerts.setdefault(
+                    key,
+                    {
+                        "kind": kind,
+                        "boiler": row["boiler"],
+                        "site": row["site"],
+                        "severity": row.get("severity"),
+                        "start": _iso(row["start_ms"]),
+                        "end": None,
+                        "reason": row.get("reason"),
+                    },
+                )
                 if row.get("evidence"):
                     alert["evidence"] = row["evidence"]
                 if row.get("phase") == "end" and row.get("end_ms") is not None:
                     alert["end"] = _iso(row["end_ms"])
+
     def count(measurement: str) -> int:
-        series = query(influx, f"SELECT count(\"count\") FROM {measurement}")
+        series = query(influx, f'SELECT count("count") FROM {measurement}')
         return int(series[0].values[0][1]) if series and series[0].values else 0
 
     return {

@@ -6,7 +6,9 @@ import asyncio
 
 import typer
 
-app = typer.Typer(help="Kafka topics: list the registry, create the topics on a cluster.", no_args_is_help=True)
+app = typer.Typer(
+    help="Kafka topics: list the registry, create the topics on a cluster.", no_args_is_help=True
+)
 
 
 @app.command("list")
@@ -40,7 +42,9 @@ def create(ctx: typer.Context) -> None:
     try:
         result = asyncio.run(create_topics(kafka.bootstrap, kafka))
     except (ProvisioningError, OSError) as exc:
-        typer.secho(f"cannot create topics on {kafka.bootstrap}: {exc}", fg=typer.colors.RED, err=True)
+        typer.secho(
+            f"cannot create topics on {kafka.bootstrap}: {exc}", fg=typer.colors.RED, err=True
+        )
         raise typer.Exit(1) from exc
     for name in result.created:
         typer.echo(f"created  {name}")

@@ -19,30 +19,47 @@ DEFAULT_FAULTS = "slow_leak,fouling,pump_failure,malformed,duplicates,out_of_ord
 def up(
     ctx: typer.Context,
     boilers: Annotated[int, typer.Option(help="Boilers in the simulated fleet.", min=1)] = 12,
-    sites: Annotated[int, typer.Option(help="Sites (kinds rotate: pool, residential, district heating).", min=1)] = 3,
+    sites: Annotated[
+        int, typer.Option(help="Sites (kinds rotate: pool, residential, district heating).", min=1)
+    ] = 3,
     duration: Annotated[str, typer.Option(help="Simulated time to run: 30m, 6h, 1d.")] = "2h",
-    start: Annotated[str, typer.Option(help="Simulated start, ISO 8601 (UTC).")] = "2026-01-15T00:00Z",
-    speed: Annotated[str, typer.Option(help="'max' or a factor of real time (1 = real time).")] = "max",
+    start: Annotated[
+        str, typer.Option(help="Simulated start, ISO 8601 (UTC).")
+    ] = "2026-01-15T00:00Z",
+    speed: Annotated[
+        str, typer.Option(help="'max' or a factor of real time (1 = real time).")
+    ] = "max",
     faults: Annotated[
         str,
-        typer.Option(help="Faults to inject (comma list; 'none' for a healthy fleet; "
-                          "'heatstream simulate --faults' lists the kinds)."),
+        typer.Option(
+            help="Faults to inject (comma list; 'none' for a healthy fleet; "
+            "'heatstream simulate --faults' lists the kinds)."
+        ),
     ] = DEFAULT_FAULTS,
     seed: Annotated[int, typer.Option(help="Seed of the simulation (same seed: same events).")] = 1,
-    truth: Annotated[Path | None, typer.Option(help="Write the injected faults here (JSON lines).", dir_okay=False)] = None,
+    truth: Annotated[
+        Path | None,
+        typer.Option(help="Write the injected faults here (JSON lines).", dir_okay=False),
+    ] = None,
     summary_json: Annotated[
-        Path | None, typer.Option("--summary-json", help="Write the final summary here as JSON.", dir_okay=False)
+        Path | None,
+        typer.Option(
+            "--summary-json", help="Write the final summary here as JSON.", dir_okay=False
+        ),
     ] = None,
     kafka: Annotated[
         str | None, typer.Option(help="Use this Kafka (host:port) instead of the embedded broker.")
     ] = None,
     influx: Annotated[
         str | None,
-        typer.Option(help="Use this InfluxDB URL instead of the embedded one (api and credentials "
-                          "from the configuration, HEATSTREAM_INFLUXDB__*)."),
+        typer.Option(
+            help="Use this InfluxDB URL instead of the embedded one (api and credentials "
+            "from the configuration, HEATSTREAM_INFLUXDB__*)."
+        ),
     ] = None,
     timeout: Annotated[
-        float, typer.Option(help="Seconds to wait for processing to catch up once publishing is done.")
+        float,
+        typer.Option(help="Seconds to wait for processing to catch up once publishing is done."),
     ] = 300.0,
 ) -> None:
     """Run the whole platform: stack, worker, sink and a simulated fleet, with live progress.
@@ -77,9 +94,14 @@ def up(
         inv = synthetic_inventory(boilers, sites)
         sim = Simulation(
             SimConfig(
-                boilers=boilers, sites=sites, start_ms=start_ms, duration_ms=duration_ms,
-                sample_ms=1000, frame_span_ms=1000 if speed_x is not None else 10_000,
-                seed=seed, faults=tuple(specs),
+                boilers=boilers,
+                sites=sites,
+                start_ms=start_ms,
+                duration_ms=duration_ms,
+                sample_ms=1000,
+                frame_span_ms=1000 if speed_x is not None else 10_000,
+                seed=seed,
+                faults=tuple(specs),
             ),
             inv,
         )
@@ -105,9 +127,13 @@ def up(
         execute(settings.influxdb, f'DROP DATABASE "{settings.influxdb.database}"')
         execute(settings.influxdb, f'CREATE DATABASE "{settings.influxdb.database}"')
     if kafka is not None:
-        settings = settings.model_copy(update={"kafka": settings.kafka.model_copy(update={"bootstrap": kafka})})
+        settings = settings.model_copy(
+            update={"kafka": settings.kafka.model_copy(update={"bootstrap": kafka})}
+        )
     if influx is not None:
-        settings = settings.model_copy(update={"influxdb": settings.influxdb.model_copy(update={"url": influx})})
+        settings = settings.model_copy(
+            update={"influxdb": settings.influxdb.model_copy(update={"url": influx})}
+        )
     run_dir = settings.stack.data_dir / "run"
     (run_dir / "logs").mkdir(parents=True, exist_ok=True)
     inventory = run_dir / "inventory.toml"
@@ -129,12 +155,16 @@ def up(
     def table(p: Progress) -> Table:
         t = Table(show_header=False, box=None)
         pct = 100.0 * (p.sim_time_ms - sim.start_ms) / max(1, sim.end_ms - sim.start_ms)
-        t.add_row("published", f"{p.published:,} events ({p.events_per_s:,.0f}/s) · simulated {pct:.0f}%")
+        t.add_row(
+            "published", f"{p.published:,} events ({p.events_per_s:,.0f}/s) · simulated {pct:.0f}%"
+        )
         t.add_row("worker lag", "…" if p.worker_lag is None else f"{p.worker_lag:,} messages")
         t.add_row("windows closed", f"{p.windows:,} (incl. hourly/daily rollups)")
         t.add_row("alerts raised", f"{p.alerts:,} anomaly/leak events")
         t.add_row("dead letters · late", f"{p.dead_letters:,} · {p.late_events:,}")
-        t.add_row("sink lag", "…" if p.sink_lag is None else f"{p.sink_lag:,} derived events to land")
+        t.add_row(
+            "sink lag", "…" if p.sink_lag is None else f"{p.sink_lag:,} derived events to land"
+        )
         return t
 
     async def run() -> None:
@@ -150,8 +180,12 @@ def up(
                 last[0], last[1] = now, progress.published
 
         with Live(table(progress), console=console, refresh_per_second=2) as live:
-            mon = asyncio.create_task(monitor(settings, progress, stop, lambda p: live.update(table(p))))
-            publisher = Publisher(sim, settings.kafka, PublishOptions(speed=speed_x), on_progress=on_period)
+            mon = asyncio.create_task(
+                monitor(settings, progress, stop, lambda p: live.update(table(p)))
+            )
+            publisher = Publisher(
+                sim, settings.kafka, PublishOptions(speed=speed_x), on_progress=on_period
+            )
             await publisher.run()
             progress.publishing_done = True
             progress.sim_time_ms = sim.end_ms
@@ -173,9 +207,13 @@ def up(
         dead = children.dead()
         children.stop()
     for name in dead:
-        console.print(f"[red]{name} stopped unexpectedly[/red]; its log ends with:\n{children.log_tail(name)}")
+        console.print(
+            f"[red]{name} stopped unexpectedly[/red]; its log ends with:\n{children.log_tail(name)}"
+        )
     if not interrupted and not caught_up(progress):
-        console.print(f"[yellow]processing had not caught up after {timeout:.0f} s; the summary shows what landed[/yellow]")
+        console.print(
+            f"[yellow]processing had not caught up after {timeout:.0f} s; the summary shows what landed[/yellow]"
+        )
 
     summary = run_summary(settings.influxdb, sim.start_ms, sim.end_ms)
     summary["simulator"] = sim.totals.summary()["sites"]
@@ -194,8 +232,11 @@ def print_summary(console: Console, summary: dict, settings) -> None:  # type: i
     for site, row in summary["sites"].items():
         sim_heat = summary.get("simulator", {}).get(site, {}).get("heat_kwh")
         sites.add_row(
-            site, f"{row['heat_kwh']:,.1f}", "-" if row["erf"] is None else f"{row['erf']:.3f}",
-            f"{row['co2_avoided_kg']:,.1f}", f"{row['coverage']:.1%}",
+            site,
+            f"{row['heat_kwh']:,.1f}",
+            "-" if row["erf"] is None else f"{row['erf']:.3f}",
+            f"{row['co2_avoided_kg']:,.1f}",
+            f"{row['coverage']:.1%}",
             "-" if sim_heat is None else f"{sim_heat:,.1f}",
         )
     console.print(sites)
@@ -203,10 +244,18 @@ def print_summary(console: Console, summary: dict, settings) -> None:  # type: i
     for col in ("kind", "boiler", "site", "start", "end", "reason"):
         alerts.add_column(col)
     for a in summary["alerts"]:
-        alerts.add_row(a["kind"], a["boiler"], a["site"], a["start"] or "", a["end"] or "(ongoing)",
-                       (a.get("reason") or "")[:70])
+        alerts.add_row(
+            a["kind"],
+            a["boiler"],
+            a["site"],
+            a["start"] or "",
+            a["end"] or "(ongoing)",
+            (a.get("reason") or "")[:70],
+        )
     console.print(alerts if summary["alerts"] else "No alerts.")
-    console.print(f"Dead letters: {summary['dead_letters']} · late events: {summary['late_events']}")
+    console.print(
+        f"Dead letters: {summary['dead_letters']} · late events: {summary['late_events']}"
+    )
     influx = settings.influxdb
     host_port = influx.url.split("//", 1)[-1]
     host, _, port = host_port.partition(":")

@@ -25,6 +25,8 @@ def resolution_label(window_ms: int) -> str:
         if window_ms % ms == 0:
             return f"{window_ms // ms}{unit}"
     raise ValueError(f"window length {window_ms} ms is not a whole number of seconds")
+
+
 Severity = Literal["info", "warning", "critical"]
 
 

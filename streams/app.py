@@ -52,7 +52,9 @@ def broker_url(settings: Settings) -> str:
     return ";".join(f"kafka://{host}" for host in settings.kafka.bootstrap.split(","))
 
 
-def build_app(settings: Settings, inventory: Inventory, *, datadir: Path | None = None) -> faust.App:
+def build_app(
+    settings: Settings, inventory: Inventory, *, datadir: Path | None = None
+) -> faust.App:
     """A Faust app for these settings; nothing connects until it is started."""
     kafka = settings.kafka
     app = faust.App(
@@ -158,8 +160,8 @@ def _security(settings: Settings) -> dict[str, Any]:
     kafka = settings.kafka
     if kafka.security_protocol == "PLAINTEXT":
         return {}
-    from faust.auth import SASLCredentials, SSLCredentials
     from aiokafka.helpers import create_ssl_context
+    from faust.auth import SASLCredentials, SSLCredentials
 
     ssl_context = None
     if kafka.security_protocol in ("SSL", "SASL_SSL"):

@@ -12,7 +12,9 @@ def worker(
     ctx: typer.Context,
     datadir: Annotated[
         Path | None,
-        typer.Option(help="Where RocksDB keeps this worker's table state (default: <stack.data_dir>/worker)."),
+        typer.Option(
+            help="Where RocksDB keeps this worker's table state (default: <stack.data_dir>/worker)."
+        ),
     ] = None,
     loglevel: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "warning",
 ) -> None:
@@ -38,7 +40,9 @@ def worker(
         typer.secho(f"invalid inventory: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc
     app = build_app(settings, inventory, datadir=datadir)
-    faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()
+    faust.Worker(
+        app, loglevel=loglevel, quiet=True, redirect_stdouts=False
+    ).execute_from_commandline()
 
 
 def replay(
@@ -65,7 +69,8 @@ def replay(
         ),
     ] = True,
     database: Annotated[
-        str | None, typer.Option(help="Write to this InfluxDB database (v1) instead of influxdb.database.")
+        str | None,
+        typer.Option(help="Write to this InfluxDB database (v1) instead of influxdb.database."),
     ] = None,
 ) -> None:
     """Rebuild every derived event and InfluxDB measurement from the raw log, from offset 0.
@@ -99,19 +104,30 @@ def replay(
             execute(settings.influxdb, f'CREATE DATABASE "{database}"')
     console = Console(stderr=True)
     with Progress(
-        TextColumn("[bold]replay"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} messages"),
-        TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console,
+        TextColumn("[bold]replay"),
+        BarColumn(),
+        TextColumn("{task.completed:,}/{task.total:,} messages"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=console,
     ) as bar:
         task = bar.add_task("replay", total=None, rate="")
 
         def on_progress(stats, total: int, done: int) -> None:  # type: ignore[no-untyped-def]
-            bar.update(task, total=total, completed=done, rate=f"{stats.readings_per_s:,.0f} readings/s")
+            bar.update(
+                task, total=total, completed=done, rate=f"{stats.readings_per_s:,.0f} readings/s"
+            )
 
         stats = asyncio.run(
             run_replay(
-                settings, inventory, to_topics=topics_out,
-                output_prefix=settings.kafka.topic_prefix if in_place else output_prefix + settings.kafka.topic_prefix,
-                to_influx=influx_out, on_progress=on_progress,
+                settings,
+                inventory,
+                to_topics=topics_out,
+                output_prefix=settings.kafka.topic_prefix
+                if in_place
+                else output_prefix + settings.kafka.topic_prefix,
+                to_influx=influx_out,
+                on_progress=on_progress,
             )
         )
     console.print(

@@ -19,15 +19,15 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from heatstream.inventory import Inventory
-from heatstream.schemas.serde import decode_raw, encode
 from heatstream.schemas.errors import EventError
+from heatstream.schemas.serde import decode_raw, encode
 from heatstream.schemas.telemetry import TelemetryFrame
 from heatstream.schemas.topics import RAW_EVENTS, topic_name
 from heatstream.settings import Settings
-from heatstream.sinks.downsample import Downsampler, DownsampleParams
+from heatstream.sinks.downsample import DownsampleParams, Downsampler
 from heatstream.sinks.isolate import write_isolating
-from heatstream.sinks.options import SinkOptions
 from heatstream.sinks.lineprotocol import Point, encode_points, precision_for
+from heatstream.sinks.options import SinkOptions
 from heatstream.sinks.points import points_of
 from heatstream.sinks.writers import build_writer
 from heatstream.streams.app import processor_params
@@ -77,10 +77,17 @@ async def replay(
     processors: dict[int, Processor] = {}
     samplers: dict[int, Downsampler] = {}
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
-        fetch_max_bytes=64 * 2**20, max_partition_fetch_bytes=16 * 2**20,
+        bootstrap_servers=kafka.bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_bytes=64 * 2**20,
+        max_partition_fetch_bytes=16 * 2**20,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", linger_ms=20) if to_topics else None
+    producer = (
+        AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", linger_ms=20)
+        if to_topics
+        else None
+    )
     writer = build_writer(settings.influxdb) if to_influx else None
     points: list[Point] = []
 
@@ -106,10 +113,16 @@ async def replay(
     if writer is not None:
         await writer.start()
     try:
-        parts = [TopicPartition(raw_topic, p) for p in sorted(consumer.partitions_for_topic(raw_topic) or [])]
+        parts = [
+            TopicPartition(raw_topic, p)
+            for p in sorted(consumer.partitions_for_topic(raw_topic) or [])
+        ]
         if not parts:
             await consumer.topics()
-            parts = [TopicPartition(raw_topic, p) for p in sorted(consumer.partitions_for_topic(raw_topic) or [])]
+            parts = [
+                TopicPartition(raw_topic, p)
+                for p in sorted(consumer.partitions_for_topic(raw_topic) or [])
+            ]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         idle = 0
@@ -132,7 +145,9 @@ async def replay(
                         name = out_prefix + emit.topic.name
                         stats.by_topic[name] = stats.by_topic.get(name, 0) + 1
                         if producer is not None:
-                            pending.append(await producer.send(name, encode(emit.event), key=emit.key.encode()))
+                            pending.append(
+                                await producer.send(name, encode(emit.event), key=emit.key.encode())
+                            )
                         if writer is not None:
                             points.extend(points_of(emit.event))
                     if writer is not None and options.downsample_s > 0:
@@ -160,7 +175,9 @@ async def replay(
     return stats
 
 
-def _downsampled(sampler: Downsampler, raw: bytes, offset: int, inventory: Inventory) -> list[Point]:
+def _downsampled(
+    sampler: Downsampler, raw: bytes, offset: int, inventory: Inventory
+) -> list[Point]:
     """The raw-telemetry points the sink would land for this message (same rules)."""
     try:
         frame = decode_raw(raw)

@@ -59,7 +59,9 @@ class WindowStats:
         return (self.supply_temp_mean_c + self.return_temp_mean_c) / 2.0
 
 
-def _first_last(t: np.ndarray, v: np.ndarray, start: int, end: int) -> tuple[float | None, float | None]:
+def _first_last(
+    t: np.ndarray, v: np.ndarray, start: int, end: int
+) -> tuple[float | None, float | None]:
     inside = (t >= start) & (t < end) & np.isfinite(v)
     if not inside.any():
         return None, None

@@ -121,7 +121,9 @@ class WindowEngine:
             # No sample that is not late can be older than this frame's newest
             # minus the allowed lateness, so windows start there: an earlier
             # frame arriving out of order within the lateness is still folded in.
-            oldest_possible = min(int(t_ms.min()), int(t_ms.max()) - self.params.allowed_lateness_ms)
+            oldest_possible = min(
+                int(t_ms.min()), int(t_ms.max()) - self.params.allowed_lateness_ms
+            )
             start = oldest_possible // w * w
             buf = self.boilers[boiler] = BoilerBuffer(gateway=gateway, site=site, cursor=start)
         late_mask = t_ms < buf.cursor
@@ -239,7 +241,10 @@ class WindowEngine:
 
     @classmethod
     def from_state(
-        cls, params: WindowParams, state: dict[str, Any], meter_on_supply: frozenset[str] = frozenset()
+        cls,
+        params: WindowParams,
+        state: dict[str, Any],
+        meter_on_supply: frozenset[str] = frozenset(),
     ) -> WindowEngine:
         engine = cls(params, meter_on_supply)
         engine.load_state(state)

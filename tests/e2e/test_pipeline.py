@@ -24,7 +24,9 @@ from heatstream.grafana.check import InfluxQL, check_dashboards, check_rules
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-DETECTION_DELAY_MIN = 20  # see docs/detections.md: the slowest detector (slow leak) needs ~10-15 min
+DETECTION_DELAY_MIN = (
+    20  # see docs/detections.md: the slowest detector (slow leak) needs ~10-15 min
+)
 
 
 def _env(data_dir: Path) -> dict[str, str]:
@@ -42,17 +44,41 @@ def run(tmp_path_factory: pytest.TempPathFactory):
     summary, truth = root / "summary.json", root / "truth.jsonl"
     env = _env(data_dir)
     cmd = [
-        sys.executable, "-m", "heatstream", "up", "--boilers", "6", "--sites", "2",
-        "--duration", "90m", "--start", start, "--faults", "slow_leak,pump_failure,malformed",
-        "--seed", "7", "--truth", str(truth), "--summary-json", str(summary), "--timeout", "240",
+        sys.executable,
+        "-m",
+        "heatstream",
+        "up",
+        "--boilers",
+        "6",
+        "--sites",
+        "2",
+        "--duration",
+        "90m",
+        "--start",
+        start,
+        "--faults",
+        "slow_leak,pump_failure,malformed",
+        "--seed",
+        "7",
+        "--truth",
+        str(truth),
+        "--summary-json",
+        str(summary),
+        "--timeout",
+        "240",
     ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     try:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        status = json.loads(subprocess.run(
-            [sys.executable, "-m", "heatstream", "stack", "status", "--json"],
-            env=env, capture_output=True, text=True, check=True,
-        ).stdout)
+        status = json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "heatstream", "stack", "status", "--json"],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
         yield {
             "summary": json.loads(summary.read_text()),
             "truth": [json.loads(line) for line in truth.read_text().splitlines() if line],
@@ -60,8 +86,12 @@ def run(tmp_path_factory: pytest.TempPathFactory):
             "stdout": proc.stdout,
         }
     finally:
-        subprocess.run([sys.executable, "-m", "heatstream", "stack", "down", "--purge"], env=env,
-                       capture_output=True, timeout=120)
+        subprocess.run(
+            [sys.executable, "-m", "heatstream", "stack", "down", "--purge"],
+            env=env,
+            capture_output=True,
+            timeout=120,
+        )
 
 
 def _iso_ms(text: str) -> int:
@@ -79,8 +109,11 @@ def test_every_fault_is_detected_for_the_right_boiler_and_no_other(run) -> None:
         start = fault["start"] if isinstance(fault["start"], int) else _iso_ms(fault["start"])
         if start > end_ms - DETECTION_DELAY_MIN * 60_000:
             continue  # injected too close to the end to be judged
-        hits = [a for a in summary["alerts"]
-                if a["boiler"] == fault["boiler"] and a["kind"] == expected_kind[fault["kind"]]]
+        hits = [
+            a
+            for a in summary["alerts"]
+            if a["boiler"] == fault["boiler"] and a["kind"] == expected_kind[fault["kind"]]
+        ]
         assert hits, f"{fault} not detected; alerts: {summary['alerts']}"
         delay_min = (_iso_ms(hits[0]["start"]) - start) / 60_000
         assert delay_min <= DETECTION_DELAY_MIN, (fault, hits[0])

@@ -31,20 +31,34 @@ from tests.integration.test_worker import INV, PARTITIONS, messages, produce
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-DERIVED = (topics.HEAT_WINDOWS, topics.ANOMALIES, topics.LEAKS, topics.DATA_QUALITY,
-           topics.DEAD_LETTERS, topics.LATE_EVENTS)
-MEASUREMENTS = ("heat_window", "anomaly", "leak", "data_quality", "dead_letter", "late_event", "telemetry")
+DERIVED = (
+    topics.HEAT_WINDOWS,
+    topics.ANOMALIES,
+    topics.LEAKS,
+    topics.DATA_QUALITY,
+    topics.DEAD_LETTERS,
+    topics.LATE_EVENTS,
+)
+MEASUREMENTS = (
+    "heat_window",
+    "anomaly",
+    "leak",
+    "data_quality",
+    "dead_letter",
+    "late_event",
+    "telemetry",
+)
 
 
 def hostile_log() -> list[tuple[bytes, bytes]]:
     msgs = messages(seconds=300)
     out = list(msgs)
-    out[40], out[43] = out[43], out[40]          # out of order, within the lateness
-    out.insert(100, msgs[90])                    # a duplicate
-    out.append(msgs[20])                         # a duplicate long after
-    out.insert(500, (b"gw-02", b"{not json"))    # malformed
-    late = orjson.loads(msgs[30][1])                # gw-01's frame at T0 + 15 s ...
-    late.update(seq=300, event_id="gw-01:300")        # ... sent again as a new event, 5 min late
+    out[40], out[43] = out[43], out[40]  # out of order, within the lateness
+    out.insert(100, msgs[90])  # a duplicate
+    out.append(msgs[20])  # a duplicate long after
+    out.insert(500, (b"gw-02", b"{not json"))  # malformed
+    late = orjson.loads(msgs[30][1])  # gw-01's frame at T0 + 15 s ...
+    late.update(seq=300, event_id="gw-01:300")  # ... sent again as a new event, 5 min late
     out.append((b"gw-01", orjson.dumps(late)))
     out.insert(200, (b"gw-01", msgs[30][1].replace(b'"seq":15', b'"seq":77')))  # id/seq mismatch
     return out
@@ -56,7 +70,9 @@ async def read_all(bootstrap: str, names: list[str]) -> dict[str, list[bytes]]:
     out: dict[str, list[bytes]] = {n: [] for n in names}
     try:
         await consumer.topics()
-        parts = [TopicPartition(n, p) for n in names for p in consumer.partitions_for_topic(n) or []]
+        parts = [
+            TopicPartition(n, p) for n in names for p in consumer.partitions_for_topic(n) or []
+        ]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         idle = 0
@@ -70,22 +86,31 @@ async def read_all(bootstrap: str, names: list[str]) -> dict[str, list[bytes]]:
     return out
 
 
-def test_replay_rebuilds_identical_topics_and_measurements(stack, tmp_path: Path, unique_name) -> None:
+def test_replay_rebuilds_identical_topics_and_measurements(
+    stack, tmp_path: Path, unique_name
+) -> None:
     prefix = unique_name("r") + "."
     kafka = KafkaSettings(bootstrap=stack.bootstrap, topic_prefix=prefix, partitions=PARTITIONS)
     asyncio.run(create_topics(stack.bootstrap, kafka))
-    asyncio.run(create_topics(stack.bootstrap, kafka.model_copy(update={"topic_prefix": "replay." + prefix})))
+    asyncio.run(
+        create_topics(
+            stack.bootstrap, kafka.model_copy(update={"topic_prefix": "replay." + prefix})
+        )
+    )
     live_db, replay_db = prefix.replace(".", "") + "_live", prefix.replace(".", "") + "_replay"
     inventory = tmp_path / "inventory.toml"
     inventory.write_text(inventory_toml(INV))
-    settings = stack.settings.model_copy(update={
-        "app_id": prefix.rstrip("."),
-        "inventory": inventory,
-        "kafka": kafka,
-        "influxdb": stack.settings.influxdb.model_copy(update={"database": live_db}),
-        "streams": stack.settings.streams.model_copy(update={
-            "allowed_lateness_s": 10, "max_gap_s": 5, "session_timeout_s": 6}),
-    })
+    settings = stack.settings.model_copy(
+        update={
+            "app_id": prefix.rstrip("."),
+            "inventory": inventory,
+            "kafka": kafka,
+            "influxdb": stack.settings.influxdb.model_copy(update={"database": live_db}),
+            "streams": stack.settings.streams.model_copy(
+                update={"allowed_lateness_s": 10, "max_gap_s": 5, "session_timeout_s": 6}
+            ),
+        }
+    )
     execute(settings.influxdb, f'CREATE DATABASE "{live_db}"')
     execute(settings.influxdb, f'CREATE DATABASE "{replay_db}"')
     env = {
@@ -103,10 +128,18 @@ def test_replay_rebuilds_identical_topics_and_measurements(stack, tmp_path: Path
     }
     log = tmp_path / "live.log"
     procs = [
-        subprocess.Popen([sys.executable, "-m", "heatstream", "worker", "--datadir", str(tmp_path / "w")],
-                         env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT),
-        subprocess.Popen([sys.executable, "-m", "heatstream", "sink", "--flush-interval", "0.5"],
-                         env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT),
+        subprocess.Popen(
+            [sys.executable, "-m", "heatstream", "worker", "--datadir", str(tmp_path / "w")],
+            env=env,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+        ),
+        subprocess.Popen(
+            [sys.executable, "-m", "heatstream", "sink", "--flush-interval", "0.5"],
+            env=env,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+        ),
     ]
     names = [prefix + s.name for s in DERIVED]
     try:
@@ -130,10 +163,13 @@ def test_replay_rebuilds_identical_topics_and_measurements(stack, tmp_path: Path
             except subprocess.TimeoutExpired:
                 p.kill()
     live = asyncio.run(read_all(stack.bootstrap, names))
-    assert live[prefix + topics.LATE_EVENTS.name] and live[prefix + topics.DEAD_LETTERS.name], {k: len(v) for k, v in live.items()}
+    assert live[prefix + topics.LATE_EVENTS.name] and live[prefix + topics.DEAD_LETTERS.name], {
+        k: len(v) for k, v in live.items()
+    }
 
-    replay_settings = settings.model_copy(update={
-        "influxdb": settings.influxdb.model_copy(update={"database": replay_db})})
+    replay_settings = settings.model_copy(
+        update={"influxdb": settings.influxdb.model_copy(update={"database": replay_db})}
+    )
     stats = asyncio.run(replay(replay_settings, INV, output_prefix="replay." + prefix))
     assert stats.messages == len(hostile_log())
     rebuilt = asyncio.run(read_all(stack.bootstrap, ["replay." + n for n in names]))

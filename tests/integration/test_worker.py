@@ -43,10 +43,19 @@ def messages(seconds: int) -> list[tuple[bytes, bytes]]:
             n = len(gw.boilers)
             t = T0 + i * 1000
             frame = TelemetryFrame(
-                gateway=gw.id, seq=i, site=gw.site, event_time_ms=t, ingest_time_ms=t + 80,
-                boilers=list(gw.boilers), boiler_idx=list(range(n)), dt_ms=[7 * b for b in range(n)],
-                supply_temp_c=[60.0 + (i % 37) / 5 + b for b in range(n)], return_temp_c=[45.0] * n,
-                flow_lpm=[10.0 + b for b in range(n)], it_power_kw=[15.0] * n, aux_power_kw=[0.4] * n,
+                gateway=gw.id,
+                seq=i,
+                site=gw.site,
+                event_time_ms=t,
+                ingest_time_ms=t + 80,
+                boilers=list(gw.boilers),
+                boiler_idx=list(range(n)),
+                dt_ms=[7 * b for b in range(n)],
+                supply_temp_c=[60.0 + (i % 37) / 5 + b for b in range(n)],
+                return_temp_c=[45.0] * n,
+                flow_lpm=[10.0 + b for b in range(n)],
+                it_power_kw=[15.0] * n,
+                aux_power_kw=[0.4] * n,
                 pressure_bar=[1.8] * n,
             )
             out.append((gw.id.encode(), encode(frame)))
@@ -66,8 +75,19 @@ def reference(msgs: list[tuple[bytes, bytes]], params: ProcessorParams) -> dict[
 
 def start_worker(env: dict[str, str], datadir: Path, log: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "heatstream", "worker", "--datadir", str(datadir), "--loglevel", "info"],
-        env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "heatstream",
+            "worker",
+            "--datadir",
+            str(datadir),
+            "--loglevel",
+            "info",
+        ],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -81,8 +101,12 @@ async def produce(bootstrap: str, topic: str, msgs: list[tuple[bytes, bytes]]) -
         await producer.stop()
 
 
-async def collect(bootstrap: str, topic: str, want: int, timeout_s: float) -> tuple[dict[str, bytes], int]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+async def collect(
+    bootstrap: str, topic: str, want: int, timeout_s: float
+) -> tuple[dict[str, bytes], int]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
     await consumer.start()
     seen: dict[str, bytes] = {}
     total = 0
@@ -141,7 +165,9 @@ def test_worker_killed_mid_window_loses_nothing_and_counts_nothing_twice(
     second = start_worker(env, datadir, log)
     try:
         asyncio.run(produce(stack.bootstrap, raw_topic, msgs[half:]))
-        got, total = asyncio.run(collect(stack.bootstrap, windows_topic, want=len(expected), timeout_s=150))
+        got, total = asyncio.run(
+            collect(stack.bootstrap, windows_topic, want=len(expected), timeout_s=150)
+        )
     finally:
         second.send_signal(signal.SIGTERM)
         try:
@@ -152,7 +178,9 @@ def test_worker_killed_mid_window_loses_nothing_and_counts_nothing_twice(
     assert got == expected  # byte for byte: nothing lost, nothing counted twice
     assert total >= len(expected)
 
-    letters, _ = asyncio.run(collect(stack.bootstrap, prefix + topics.DEAD_LETTERS.name, want=1, timeout_s=20))
+    letters, _ = asyncio.run(
+        collect(stack.bootstrap, prefix + topics.DEAD_LETTERS.name, want=1, timeout_s=20)
+    )
     (letter,) = (decode_derived(v) for v in letters.values()) if len(letters) == 1 else (None,)
     assert letter is not None and letter.reason == "schema_violation"  # type: ignore[union-attr]
     assert letter.original == poison[1]  # type: ignore[union-attr]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -13,7 +15,9 @@ from heatstream.streams.windows import CHANNEL_INDEX, N_ROWS, WindowEngine, Wind
 T0 = 1_768_435_200_000  # 2026-01-15T00:00:00Z, a window boundary
 
 
-def samples(t: np.ndarray, supply: float = 65.0, ret: float = 45.0, flow: float = 10.0) -> np.ndarray:
+def samples(
+    t: np.ndarray, supply: float = 65.0, ret: float = 45.0, flow: float = 10.0
+) -> np.ndarray:
     v = np.full((N_ROWS, t.size), np.nan)
     v[-1] = 0
     v[CHANNEL_INDEX["supply_temp_c"]] = supply
@@ -37,7 +41,9 @@ def test_one_hour_of_the_reference_loop() -> None:
     # ρ(45 °C) = 990.256 kg/m³ -> ṁ = 0.1650427 kg/s; c_p(55 °C) = 4.18283 kJ/(kg K)
     # P = 0.1650427 x 4.18283 x 20 K = 13.8067 kW -> 13.8067 kWh in one hour.
     t = np.arange(T0, T0 + 3_700_000, 1000, dtype=np.int64)
-    windows = run(WindowEngine(WindowParams()), [(t[i : i + 1], samples(t[i : i + 1])) for i in range(t.size)])
+    windows = run(
+        WindowEngine(WindowParams()), [(t[i : i + 1], samples(t[i : i + 1])) for i in range(t.size)]
+    )
     first_hour = [w for w in windows if w.start_ms < T0 + 3_600_000]
     assert len(first_hour) == 60
     assert all(w.coverage == 1.0 for w in first_hour)
@@ -65,7 +71,9 @@ def test_window_energy_equals_the_sum_over_any_split(times, powers, cuts) -> Non
     p = np.array(powers[: t.size])
     edges = sorted({0, 600_000, *cuts})
     whole, whole_cov = integrate(t, p, 0, 600_000, max_gap_ms=50_000)
-    parts = [integrate(t, p, a, b, max_gap_ms=50_000) for a, b in zip(edges, edges[1:], strict=False)]
+    parts = [
+        integrate(t, p, a, b, max_gap_ms=50_000) for a, b in itertools.pairwise(edges)
+    ]
     assert sum(e for e, _ in parts) == pytest.approx(whole, rel=1e-9, abs=1e-12)
     assert sum(c for _, c in parts) == pytest.approx(whole_cov, rel=1e-9, abs=1e-9)
 
@@ -84,7 +92,13 @@ def test_arrival_order_within_lateness_does_not_change_windows(data: st.DataObje
         chunks.append((t[i : i + 5], v))
     # Permute: each chunk may be delayed by up to 4 chunks (20 s < 30 s lateness).
     delays = [data.draw(st.integers(0, 4)) for _ in chunks]
-    shuffled = [c for _, _, c in sorted(((i + d, i, c) for i, (d, c) in enumerate(zip(delays, chunks, strict=True))), key=lambda x: (x[0], x[1]))]
+    shuffled = [
+        c
+        for _, _, c in sorted(
+            ((i + d, i, c) for i, (d, c) in enumerate(zip(delays, chunks, strict=True))),
+            key=lambda x: (x[0], x[1]),
+        )
+    ]
     in_order = run(WindowEngine(params), chunks)
     out_of_order = run(WindowEngine(params), shuffled)
     assert [w.start_ms for w in in_order] == [w.start_ms for w in out_of_order]

@@ -12,7 +12,12 @@ from hypothesis import strategies as st
 
 from heatstream.schemas.compute import JobStarted, PowerCapSet
 from heatstream.schemas.deadletter import DeadLetter
-from heatstream.schemas.derived import DataQualityIssue, EfficiencyAnomaly, HeatWindow, LeakSuspected
+from heatstream.schemas.derived import (
+    DataQualityIssue,
+    EfficiencyAnomaly,
+    HeatWindow,
+    LeakSuspected,
+)
 from heatstream.schemas.errors import DecodeError, SchemaValidationError, UnknownSchemaError
 from heatstream.schemas.export import json_schemas
 from heatstream.schemas.registry import RAW_VERSIONS, all_models
@@ -99,7 +104,11 @@ def test_heat_window_round_trips(w: HeatWindow) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(original=st.binary(max_size=300), key=st.none() | st.binary(max_size=20), error=st.text(max_size=200))
+@given(
+    original=st.binary(max_size=300),
+    key=st.none() | st.binary(max_size=20),
+    error=st.text(max_size=200),
+)
 def test_dead_letter_keeps_original_bytes(original: bytes, key: bytes | None, error: str) -> None:
     dl = DeadLetter(
         source_topic="heatstream.raw.events",
@@ -119,18 +128,33 @@ def test_dead_letter_keeps_original_bytes(original: bytes, key: bytes | None, er
 def test_other_derived_events_round_trip() -> None:
     events = [
         EfficiencyAnomaly(
-            boiler="b1", site="s1", kind="pump_failure", phase="start", start_ms=T0,
-            severity="critical", evidence={"flow_lpm": 0.1, "it_power_kw": 90.0},
+            boiler="b1",
+            site="s1",
+            kind="pump_failure",
+            phase="start",
+            start_ms=T0,
+            severity="critical",
+            evidence={"flow_lpm": 0.1, "it_power_kw": 90.0},
             reason="IT power on with no flow",
         ),
         LeakSuspected(
-            boiler="b1", site="s1", start_ms=T0, detected_ms=T0 + 60_000,
-            evidence=["makeup_water", "pressure_decay"], confidence=0.9, leak_rate_lpm=0.4,
+            boiler="b1",
+            site="s1",
+            start_ms=T0,
+            detected_ms=T0 + 60_000,
+            evidence=["makeup_water", "pressure_decay"],
+            confidence=0.9,
+            leak_rate_lpm=0.4,
             reason="make-up water 0.4 L/min for 10 min",
         ),
         DataQualityIssue(
-            kind="sensor_stuck", gateway="gw", site="s1", boiler="b1", channel="supply_temp_c",
-            start_ms=T0, detail="constant 64.2 for 600 s",
+            kind="sensor_stuck",
+            gateway="gw",
+            site="s1",
+            boiler="b1",
+            channel="supply_temp_c",
+            start_ms=T0,
+            detail="constant 64.2 for 600 s",
         ),
     ]
     for event in events:
@@ -194,9 +218,17 @@ def test_out_of_range_readings_are_reported_not_rejected() -> None:
         (b"{not json", DecodeError, "decode_error"),
         (b"\xff\xfe{}", DecodeError, "decode_error"),
         (b"[1, 2]", DecodeError, "decode_error"),
-        (b'{"schema_name": "telemetry.frame", "schema_version": 3}', UnknownSchemaError, "unknown_schema"),
+        (
+            b'{"schema_name": "telemetry.frame", "schema_version": 3}',
+            UnknownSchemaError,
+            "unknown_schema",
+        ),
         (b'{"schema_name": "weather", "schema_version": 1}', UnknownSchemaError, "unknown_schema"),
-        (b'{"schema_name": "telemetry.frame", "schema_version": "2"}', UnknownSchemaError, "unknown_schema"),
+        (
+            b'{"schema_name": "telemetry.frame", "schema_version": "2"}',
+            UnknownSchemaError,
+            "unknown_schema",
+        ),
     ],
 )
 def test_undecodable_messages_have_a_reason(raw: bytes, error: type, reason: str) -> None:
@@ -236,7 +268,7 @@ def test_v1_frame_is_upcast_to_v2() -> None:
     assert f.t_ms.tolist() == [T0 + 2000, T0 + 1000, T0 + 3000]
     # 0.6 m³/h = 600 L / 60 min = 10 L/min
     assert f.flow_lpm == [pytest.approx(10.0), None, pytest.approx(15.0)]
-    assert 0.6 * M3H_TO_LPM == pytest.approx(10.0)
+    assert pytest.approx(10.0) == 0.6 * M3H_TO_LPM
 
 
 def test_malformed_v1_frame_is_reported_against_v1() -> None:
@@ -244,9 +276,16 @@ def test_malformed_v1_frame_is_reported_against_v1() -> None:
         decode_raw(
             orjson.dumps(
                 {
-                    "schema_name": "telemetry.frame", "schema_version": 1, "gateway": "g", "seq": 1,
-                    "site": "s", "event_time_ms": T0, "ingest_time_ms": T0, "boiler": "b",
-                    "t_ms": [T0], "flow_m3h": ["x"],
+                    "schema_name": "telemetry.frame",
+                    "schema_version": 1,
+                    "gateway": "g",
+                    "seq": 1,
+                    "site": "s",
+                    "event_time_ms": T0,
+                    "ingest_time_ms": T0,
+                    "boiler": "b",
+                    "t_ms": [T0],
+                    "flow_m3h": ["x"],
                 }
             )
         )
@@ -254,13 +293,26 @@ def test_malformed_v1_frame_is_reported_against_v1() -> None:
 
 def test_compute_events_round_trip_and_validate() -> None:
     job = JobStarted(
-        gateway="gw-01", seq=8, site="site-01", event_time_ms=T0, ingest_time_ms=T0,
-        boiler="boiler-0001", job_id="j-1", workload="rendering", nodes=4,
+        gateway="gw-01",
+        seq=8,
+        site="site-01",
+        event_time_ms=T0,
+        ingest_time_ms=T0,
+        boiler="boiler-0001",
+        job_id="j-1",
+        workload="rendering",
+        nodes=4,
     )
     assert decode_raw(encode(job)) == job
     cap = PowerCapSet(
-        gateway="gw-01", seq=9, site="site-01", event_time_ms=T0, ingest_time_ms=T0,
-        boiler="boiler-0001", cap_kw=None, reason="operator",
+        gateway="gw-01",
+        seq=9,
+        site="site-01",
+        event_time_ms=T0,
+        ingest_time_ms=T0,
+        boiler="boiler-0001",
+        cap_kw=None,
+        reason="operator",
     )
     assert decode_raw(encode(cap)) == cap
     bad = {**orjson.loads(encode(job)), "workload": "mining"}

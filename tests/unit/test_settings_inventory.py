@@ -37,7 +37,7 @@ def test_config_file_from_environment(tmp_path: Path, monkeypatch: pytest.Monkey
 
 
 def test_missing_config_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigFileError, match="nope.toml"):
+    with pytest.raises(ConfigFileError, match=r"nope\.toml"):
         load_settings(tmp_path / "nope.toml")
 
 
@@ -60,7 +60,10 @@ def test_config_show_masks_secrets_in_the_cli() -> None:
     env = {"HEATSTREAM_INFLUXDB__PASSWORD": "s3cret-pw", "PATH": "/usr/bin:/bin"}
     out = subprocess.run(
         [sys.executable, "-m", "heatstream", "config", "show"],
-        capture_output=True, text=True, env=env, check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     ).stdout
     assert "s3cret-pw" not in out
     assert 'password = "**********"' in out
@@ -70,7 +73,10 @@ def test_config_show_masks_secrets_in_the_cli() -> None:
 def test_bad_config_value_exits_2_naming_the_field() -> None:
     env = {"HEATSTREAM_KAFKA__PARTITIONS": "zero", "PATH": "/usr/bin:/bin"}
     proc = subprocess.run(
-        [sys.executable, "-m", "heatstream", "config", "show"], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "heatstream", "config", "show"],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert proc.returncode == 2
     assert "kafka.partitions" in proc.stderr
@@ -88,13 +94,22 @@ def test_example_inventory_loads() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ('site = "pool-lyon"\nnominal_it_kw = 120.0\n', 'site = "mars"\nnominal_it_kw = 120.0\n',
-         "boilers[1].site = 'mars' is not a site id"),
-        ('boilers = ["boiler-nantes-01"]', 'boilers = ["boiler-lyon-01"]',
-         "gateways[1].boilers[0] = 'boiler-lyon-01' is already owned by gateway 'gw-lyon-1'"),
+        (
+            'site = "pool-lyon"\nnominal_it_kw = 120.0\n',
+            'site = "mars"\nnominal_it_kw = 120.0\n',
+            "boilers[1].site = 'mars' is not a site id",
+        ),
+        (
+            'boilers = ["boiler-nantes-01"]',
+            'boilers = ["boiler-lyon-01"]',
+            "gateways[1].boilers[0] = 'boiler-lyon-01' is already owned by gateway 'gw-lyon-1'",
+        ),
         ("efficiency = 0.85", "efficiency = 0", "efficiency = 0"),
-        ("emission_factor_kg_per_kwh = 0.227", "emission_factor_kg_per_kwh = 'lots'",
-         "emission_factor_kg_per_kwh = 'lots'"),
+        (
+            "emission_factor_kg_per_kwh = 0.227",
+            "emission_factor_kg_per_kwh = 'lots'",
+            "emission_factor_kg_per_kwh = 'lots'",
+        ),
     ],
 )
 def test_inventory_errors_name_field_and_value(old: str, new: str, message: str) -> None:
@@ -107,7 +122,7 @@ def test_inventory_errors_name_field_and_value(old: str, new: str, message: str)
 
 
 def test_unreadable_inventory_is_named(tmp_path: Path) -> None:
-    with pytest.raises(InventoryError, match="cannot read inventory .*missing.toml"):
+    with pytest.raises(InventoryError, match=r"cannot read inventory .*missing\.toml"):
         load_inventory(tmp_path / "missing.toml")
 
 

@@ -31,13 +31,21 @@ def test_thermal_power_of_the_reference_loop() -> None:
 
 
 @given(
-    st.floats(5, 95), st.floats(0.1, 40), st.floats(0.1, 500),
+    st.floats(5, 95),
+    st.floats(0.1, 40),
+    st.floats(0.1, 500),
 )
-def test_power_scales_with_flow_and_sign_of_delta(t_return: float, delta: float, flow: float) -> None:
+def test_power_scales_with_flow_and_sign_of_delta(
+    t_return: float, delta: float, flow: float
+) -> None:
     p = thermal_power_kw(np.array([t_return + delta]), np.array([t_return]), np.array([flow]))
     p2 = thermal_power_kw(np.array([t_return + delta]), np.array([t_return]), np.array([2 * flow]))
     assert p[0] > 0
     assert p2[0] == pytest.approx(2 * p[0])
-    reverse = thermal_power_kw(np.array([t_return]), np.array([t_return + delta]), np.array([flow]),
-                               metered_at_c=np.array([t_return]))
+    reverse = thermal_power_kw(
+        np.array([t_return]),
+        np.array([t_return + delta]),
+        np.array([flow]),
+        metered_at_c=np.array([t_return]),
+    )
     assert reverse[0] < 0
