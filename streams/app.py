@@ -4,10 +4,11 @@ The agent reads raw messages as bytes (decoding is the core's job, so that a
 malformed message becomes a dead letter instead of a crashed stream), hands
 them to the partition's `Processor` and sends what it returns. State lives in
 one RocksDB-backed table keyed by gateway id, co-partitioned with the raw topic
-(whose key is the gateway id): after each message the gateway's state is
-written back, one changelog record per message, so a worker killed at any
-point recovers exactly the state of the last message whose offset it
-committed. Adding worker processes spreads the partitions, i.e. the gateways.
+(whose key is the gateway id): after each batch of messages, once what they
+emitted is acknowledged, each touched gateway's state is written back, one
+changelog record per gateway per batch, so a worker killed at any point
+recovers a state no newer than its acknowledged outputs. Adding worker
+processes spreads the partitions, i.e. the gateways.
 """
 
 from __future__ import annotations

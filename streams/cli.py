@@ -16,7 +16,10 @@ def worker(
             help="Where RocksDB keeps this worker's table state (default: <stack.data_dir>/worker)."
         ),
     ] = None,
-    loglevel: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "warning",
+    loglevel: Annotated[
+        str | None,
+        typer.Option(help="debug, info, warning or error (default: the log_level setting)."),
+    ] = None,
 ) -> None:
     """Run the stream processor (a Faust worker) until interrupted.
 
@@ -40,9 +43,8 @@ def worker(
         typer.secho(f"invalid inventory: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc
     app = build_app(settings, inventory, datadir=datadir)
-    faust.Worker(
-        app, loglevel=loglevel, quiet=True, redirect_stdouts=False
-    ).execute_from_commandline()
+    level = (loglevel or settings.log_level).lower()
+    faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False).execute_from_commandline()
 
 
 def replay(
@@ -97,12 +99,27 @@ def replay(
         typer.secho(f"invalid inventory: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc
     if database is not None:
+        # On the v2 API points go to a bucket: the database name names the bucket too.
         settings = settings.model_copy(
-            update={"influxdb": settings.influxdb.model_copy(update={"database": database})}
+            update={
+                "influxdb": settings.influxdb.model_copy(
+                    update={"database": database, "bucket": database}
+                )
+            }
         )
         if influx_out and settings.influxdb.api == "v1":
             execute(settings.influxdb, f'CREATE DATABASE "{database}"')
     console = Console(stderr=True)
+    prefix_out = (
+        settings.kafka.topic_prefix if in_place else output_prefix + settings.kafka.topic_prefix
+    )
+    if topics_out and not in_place:
+        from heatstream.stack.provision import create_topics
+
+        kafka_out = settings.kafka.model_copy(update={"topic_prefix": prefix_out})
+        created = asyncio.run(create_topics(settings.kafka.bootstrap, kafka_out))
+        if created.created:
+            console.print(f"created {len(created.created)} topics under {prefix_out!r}")
     with Progress(
         TextColumn("[bold]replay"),
         BarColumn(),
@@ -123,9 +140,7 @@ def replay(
                 settings,
                 inventory,
                 to_topics=topics_out,
-                output_prefix=settings.kafka.topic_prefix
-                if in_place
-                else output_prefix + settings.kafka.topic_prefix,
+                output_prefix=prefix_out,
                 to_influx=influx_out,
                 on_progress=on_progress,
             )
