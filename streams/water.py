@@ -15,7 +15,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from iapws import IAPWS95
 
 T_MIN_C = 1.0
 T_MAX_C = 130.0
@@ -26,6 +25,8 @@ KELVIN = 273.15
 
 @lru_cache(maxsize=4)
 def _table(pressure_mpa: float = NOMINAL_PRESSURE_MPA) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from iapws import IAPWS95  # imports scipy: paid on first use, not by every CLI start
+
     temps = np.arange(T_MIN_C, T_MAX_C + STEP_C / 2, STEP_C)
     rho = np.empty_like(temps)
     cp = np.empty_like(temps)
