@@ -90,6 +90,12 @@ class StreamSettings(_Section):
     offline_hold_s: int = Field(
         3600, ge=0, description="how long windows of a silent gateway wait for its backlog"
     )
+    liveness_check_s: float = Field(
+        30.0,
+        ge=0,
+        description="how often the worker checks gateways against the wall clock (0: never, "
+        "for simulated or historical data)",
+    )
     session_timeout_s: float = Field(
         10.0, gt=0, description="consumer-group session timeout (how fast a dead worker is noticed)"
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from faust.types import TP
 
 from heatstream.inventory import Inventory
 from heatstream.schemas.serde import encode
-from heatstream.schemas.topics import RAW_EVENTS, TOPICS, TopicSpec, topic_name
+from heatstream.schemas.topics import DATA_QUALITY, RAW_EVENTS, TOPICS, TopicSpec, topic_name
 from heatstream.settings import Settings
 from heatstream.streams.processor import Origin, Processor, ProcessorParams
 from heatstream.streams.windows import WindowParams
@@ -152,6 +153,18 @@ def build_app(
                     state[gateway.encode()] = proc.export_gateway(gateway)
                 finally:
                     _current_event.reset(token)
+
+    async def wall_clock_liveness() -> None:
+        # The live-only check of DESIGN.md: a gateway alone on its partition
+        # cannot be seen silent in event time. Not part of the replayable
+        # projection: its issues depend on the wall clock.
+        now_ms = int(time.time() * 1000)
+        for proc in list(processors.values()):
+            for issue in proc.liveness.check_wall(now_ms):
+                await send(DATA_QUALITY, issue.key, encode(issue))
+
+    if settings.streams.liveness_check_s > 0:
+        app.timer(interval=settings.streams.liveness_check_s)(wall_clock_liveness)
 
     app.heatstream_processors = processors  # type: ignore[attr-defined]
     return app

@@ -125,6 +125,8 @@ def test_replay_rebuilds_identical_topics_and_measurements(
         "HEATSTREAM_STREAMS__SESSION_TIMEOUT_S": "6",
         "HEATSTREAM_STREAMS__ALLOWED_LATENESS_S": "10",
         "HEATSTREAM_STREAMS__MAX_GAP_S": "5",
+        # The wall-clock liveness check is live-only, outside the replayable projection.
+        "HEATSTREAM_STREAMS__LIVENESS_CHECK_S": "0",
     }
     log = tmp_path / "live.log"
     procs = [

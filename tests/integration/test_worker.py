@@ -141,6 +141,7 @@ def test_worker_killed_mid_window_loses_nothing_and_counts_nothing_twice(
         "HEATSTREAM_STREAMS__SESSION_TIMEOUT_S": "6",
         "HEATSTREAM_STREAMS__ALLOWED_LATENESS_S": "10",
         "HEATSTREAM_STREAMS__MAX_GAP_S": "5",
+        "HEATSTREAM_STREAMS__LIVENESS_CHECK_S": "1",
     }
     params = ProcessorParams(windows=WindowParams(allowed_lateness_ms=10_000, max_gap_ms=5_000))
     msgs = messages(seconds=420)
@@ -184,3 +185,13 @@ def test_worker_killed_mid_window_loses_nothing_and_counts_nothing_twice(
     (letter,) = (decode_derived(v) for v in letters.values()) if len(letters) == 1 else (None,)
     assert letter is not None and letter.reason == "schema_violation"  # type: ignore[union-attr]
     assert letter.original == poison[1]  # type: ignore[union-attr]
+
+    # The wall-clock liveness check: this data is months old, so both gateways
+    # are offline by the wall clock, reported once each (not part of replay).
+    issues, _ = asyncio.run(
+        collect(stack.bootstrap, prefix + topics.DATA_QUALITY.name, want=2, timeout_s=20)
+    )
+    offline = {
+        e.gateway for e in map(decode_derived, issues.values()) if e.kind == "gateway_offline"
+    }
+    assert offline == {"gw-01", "gw-02"}
