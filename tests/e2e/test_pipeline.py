@@ -84,6 +84,7 @@ def run(tmp_path_factory: pytest.TempPathFactory):
             "truth": [json.loads(line) for line in truth.read_text().splitlines() if line],
             "influx": status["influxdb"],
             "stdout": proc.stdout,
+            "data_dir": str(data_dir),
         }
     finally:
         subprocess.run(
@@ -157,3 +158,46 @@ def test_leak_rule_fires_for_the_leaking_boiler_only(run) -> None:
     detected = {a["boiler"] for a in run["summary"]["alerts"] if a["kind"] == "leak"}
     assert leak.firing_label("boiler") == detected
     assert detected <= leaking
+
+
+def test_monthly_report_agrees_with_the_pipeline_totals(run, tmp_path: Path) -> None:
+    from heatstream.inventory import synthetic_inventory
+    from heatstream.report.data import build_report
+    from heatstream.settings import load_settings
+
+    summary = run["summary"]
+    influx = load_settings(
+        influxdb={"url": run["influx"]["url"], "database": run["influx"]["database"]}
+    ).influxdb
+    inventory = synthetic_inventory(boilers=6, sites=2)
+    for site, row in summary["sites"].items():
+        report = build_report(influx, site, summary["month"], inventory, "synthetic")
+        assert report.heat_kwh == pytest.approx(row["heat_kwh"], abs=1e-3)
+        assert report.total_kwh == pytest.approx(row["total_kwh"], abs=1e-3)
+        assert report.co2_avoided_kg == pytest.approx(row["co2_avoided_kg"], abs=1e-3)
+        assert report.co2_agrees
+        assert report.windows == row["windows"]
+    out = tmp_path / "report.html"
+    env = _env(Path(run["data_dir"]))
+    env["HEATSTREAM_INFLUXDB__URL"] = run["influx"]["url"]
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "heatstream",
+            "report",
+            "--site",
+            "site-01",
+            "--month",
+            summary["month"],
+            "--format",
+            "html",
+            "--output",
+            str(out),
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    assert "data:image/png;base64," in out.read_text()
