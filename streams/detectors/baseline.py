@@ -131,17 +131,32 @@ class LinearModel:
     ) -> tuple[float, float] | None:
         """(expected value, leverage) at x; None until `min_weight` windows were learned.
 
-        `ridge` regularises every coefficient but the intercept (the first feature)."""
+        `ridge` regularises every coefficient but the intercept (the first feature).
+        Every coefficient but the intercept is physically non-negative (a higher IT
+        load or a colder day never cools the loop), and the fit keeps it so: a
+        feature whose coefficient would come out negative is left out. Otherwise a
+        slow fault that happens to coincide with the weather (an exchanger fouling
+        through a warming afternoon) could be explained away by a backwards weather
+        effect.
+        """
         if self.weight < min_weight:
             return None
-        penalty = np.diag([0.0] + [ridge] * (self.n - 1))
-        m = np.asarray(self.xx).reshape(self.n, self.n) + penalty
-        v = np.asarray(x)
-        try:
-            solved = np.linalg.solve(m, np.column_stack([v, self.xy]))
-        except np.linalg.LinAlgError:
-            return None
-        return float(v @ solved[:, 1]), float(v @ solved[:, 0])
+        n = self.n
+        m = np.asarray(self.xx).reshape(n, n) + np.diag([0.0] + [ridge] * (n - 1))
+        xy, v = np.asarray(self.xy), np.asarray(x)
+        keep = list(range(n))
+        while True:
+            sub = np.ix_(keep, keep)
+            try:
+                coef = np.linalg.solve(m[sub], xy[keep])
+            except np.linalg.LinAlgError:
+                return None
+            negative = [(c, i) for c, i in zip(coef[1:], keep[1:], strict=True) if c < 0.0]
+            if not negative:
+                break
+            keep.remove(min(negative)[1])
+        leverage = float(v[keep] @ np.linalg.solve(m[sub], v[keep]))
+        return float(v[keep] @ coef), leverage
 
     def to_state(self) -> list[float]:
         return [*self.xx, *self.xy, self.weight]

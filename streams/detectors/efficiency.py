@@ -3,10 +3,9 @@
 Called once per closed 1-minute window of one boiler, in window order. Three
 tracks, each a hysteresis `Latch`:
 
-* **pump** -> `pump_failure` (critical): IT load on, loop flow near zero
-  against the boiler's learned flow. Judged on the window alone, so it fires
-  on the first full window after the pump stops; not suppressed by throttling
-  (a cap explains less heat, not a stopped pump).
+* **pump** -> `pump_failure` (critical), see `pump.py`: IT load on, loop flow
+  near zero against the boiler's usual flow, the boiler heating up. Judged on
+  every window; while it is open the two other tracks are frozen.
 * **loss** -> `efficiency_drop` / `bypass_open` (or `sensor_drift` when only
   the flow reading fell): the loop runs hotter than its baseline for the same
   IT load and weather (a fouled exchanger: both supply and return rise), or
@@ -28,9 +27,8 @@ moves both.
 
 Only steady windows are judged: good coverage, IT above a floor, no planned
 throttle or cap, no IT step, no frozen (stuck) reading, boiler temperatures
-moving too slowly for the
-boiler's own water to store or release a visible share of the heat, and a
-settling time after anything unsteady. Other windows freeze the tracks (they
+moving too slowly for the boiler's own water to store or release a visible
+share of the heat, and a settling time after anything unsteady. Other windows freeze the tracks (they
 neither raise nor end an alert) and teach nothing. See docs/detections.md.
 """
 
@@ -44,13 +42,14 @@ from heatstream.streams.detectors.baseline import DecayedMean, LinearModel, Load
 from heatstream.streams.detectors.context import WindowContext
 from heatstream.streams.detectors.explain import classify_loss, classify_meter, end_reason
 from heatstream.streams.detectors.hysteresis import Latch
+from heatstream.streams.detectors.pump import PumpTrack
 from heatstream.streams.detectors.reading import Reading
 from heatstream.streams.stats import WindowStats
 from heatstream.streams.water import density_kg_m3, heat_capacity_kj_kgk
 
-STATE_VERSION = 2
-#: A noisy channel whose every reading in the window is identical is frozen (a stuck
-#: sensor, reported by the quality detector): such a window is not judged.
+STATE_VERSION = 3
+#: A noisy channel whose every reading in the window is identical (and not 0) is frozen
+#: (a stuck sensor, reported by the quality detector): such a window is not judged.
 FROZEN_CHECKED = ("supply_temp_c", "return_temp_c", "flow_lpm", "it_power_kw")
 
 
@@ -68,7 +67,8 @@ class EfficiencyParams:
     learn_alpha: float = 1.0 / 720  # ~12 h of steady windows
     warmup_windows: int = 30  # learned windows before a baseline is trusted
     ridge_windows: float = 5.0  # pull of the load model's intercept towards 0
-    learn_band: float = 0.04  # learn only from windows within +-4 % of the ratio baseline
+    learn_band: float = 0.04  # learn only from windows within +-4 % of the ratio baseline ...
+    temps_learn_band_k: float = 1.0  # ... and within 1 K of the temperature baselines
     lag_windows: float = 8.0  # settling time of the loop temperature after a load change
     heating_base_c: float = 16.0  # outdoor temperature above which sites need no heating
     # Judge only loads and weather the learned windows support (leverage bounds; the
@@ -105,9 +105,17 @@ class EfficiencyParams:
     drift_on_n: int = 8
     # -- pump failure --------------------------------------------------------------
     pump_min_load: float = 0.2
-    pump_flow_share: float = 0.10  # evidence: flow below 10 % of baseline with IT on
+    pump_flow_share: float = 0.10  # evidence: flow below 10 % of baseline with IT on ...
+    pump_heating_k: float = 1.0  # ... and the supply rising this much (a real stop heats)
     pump_clear_share: float = 0.5  # clear: flow back above 50 % of baseline
     pump_off_n: int = 3
+
+
+def _frozen(w: WindowStats, channel: str) -> bool:
+    """Every reading of a noisy channel identical, at a value other than 0 (a meter
+    reading 0 is not frozen: it says something, and a flow of 0 with the pump running
+    is for the loss track to report as a meter fault)."""
+    return w.spread.get(channel, 1.0) <= 0.0 and w.last_values.get(channel, 0.0) != 0.0
 
 
 def volumetric_heat_capacity(temp_c: float) -> float:
@@ -127,8 +135,8 @@ class EfficiencyDetector:
         self._return = LinearModel(3)  # return on 1, lagged load, heating degree
         self._delta = LinearModel(2)  # loop ΔT on 1, load
         self._flow = DecayedMean()
+        self._pump = PumpTrack(p)
         self._latches = {
-            "pump": Latch(1, 1, p.pump_off_n),
             "loss": Latch(p.on_k, p.on_n, p.off_n),
             "meter": Latch(p.drift_on_k, p.drift_on_n, p.off_n),
         }
@@ -145,15 +153,23 @@ class EfficiencyDetector:
         out: list[EfficiencyAnomaly] = []
         it_kw = w.it_power_mean_kw if w.it_coverage > 0 else None
         load = None if it_kw is None else it_kw / ctx.nominal_it_kw
-        if load is not None:
+        flow, base = w.flow_mean_lpm, self._expected_flow(ctx)[0]
+        if load is not None and (flow is None or flow >= self.params.pump_clear_share * base):
+            # The loop's water follows the load only while it circulates: with the pump
+            # stopped it sits still, and the lag holds what it last knew.
             a = 1.0 / self.params.lag_windows
             self._lagged = (
                 load if self._lagged is None else self._lagged + a * (load - self._lagged)
             )
         if w.outdoor_temp_mean_c is not None:
             self._outdoor = w.outdoor_temp_mean_c
-        self._pump_track(w, ctx, it_kw, load, out)
-        steady = self._steady(w, ctx, it_kw, load) and not self._latches["pump"].active
+        prev = self._prev if self._prev is not None and self._prev[0] == w.start_ms else None
+        pump = self._pump.update(w, ctx, load, prev, self._expected_flow(ctx))
+        if pump is not None:
+            out.append(
+                self._event("pump", pump.phase, pump.end_ms, pump.evidence, pump.reason, pump.info)
+            )
+        steady = self._steady(w, ctx, it_kw, load) and not self._pump.active
         if self._settled(steady):
             assert it_kw is not None and load is not None
             r = self._read(w, ctx, it_kw, load)
@@ -169,6 +185,7 @@ class EfficiencyDetector:
             "return": self._return.to_state(),
             "delta": self._delta.to_state(),
             "flow": self._flow.to_state(),
+            "pump": self._pump.to_state(),
             "latches": {name: latch.to_state() for name, latch in self._latches.items()},
             "open": {k: dict(v) for k, v in self._open.items()},
             "onset": dict(self._onset),
@@ -195,6 +212,7 @@ class EfficiencyDetector:
         d._return = LinearModel.from_state(3, state["return"])
         d._delta = LinearModel.from_state(2, state["delta"])
         d._flow = DecayedMean.from_state(state["flow"])
+        d._pump.load(state["pump"])
         for name, latch in d._latches.items():
             latch.load(state["latches"][name])
         d._open = {k: dict(v) for k, v in state["open"].items()}
@@ -224,7 +242,7 @@ class EfficiencyDetector:
             or prev[0] != w.start_ms
             or None in prev
             or abs(it_kw - prev[3]) > p.max_it_step * ctx.nominal_it_kw
-            or any(w.spread.get(ch, 1.0) <= 0.0 for ch in FROZEN_CHECKED)
+            or any(_frozen(w, ch) for ch in FROZEN_CHECKED)
         ):
             return False
         dt_k = max(abs(w.supply_temp_mean_c - prev[1]), abs(w.return_temp_mean_c - prev[2]))
@@ -299,67 +317,6 @@ class EfficiencyDetector:
 
     # -- tracks ---------------------------------------------------------------------
 
-    def _pump_track(
-        self,
-        w: WindowStats,
-        ctx: WindowContext,
-        it_kw: float | None,
-        load: float | None,
-        out: list[EfficiencyAnomaly],
-    ) -> None:
-        p, latch, flow = self.params, self._latches["pump"], w.flow_mean_lpm
-        on = load is not None and load >= p.pump_min_load
-        if flow is None or not (on or latch.active):
-            return
-        base, learned = self._expected_flow(ctx)
-        evidence = on and flow < p.pump_flow_share * base
-        transition = latch.step(w.start_ms, evidence, flow >= p.pump_clear_share * base)
-        if transition is None:
-            if latch.active:
-                self._open["pump"]["min_flow_lpm"] = min(self._open["pump"]["min_flow_lpm"], flow)
-            return
-        if transition == "start":
-            assert it_kw is not None and load is not None
-            self._open["pump"] = {
-                "kind": "pump_failure",
-                "severity": "critical",
-                "start": latch.started_ms,
-                "min_flow_lpm": flow,
-            }
-            ev = {
-                "it_kw": it_kw,
-                "load_pct": 100 * load,
-                "flow_lpm": flow,
-                "expected_flow_lpm": base,
-                "flow_share_pct": 100 * flow / base,
-            }
-            if w.supply_temp_mean_c is not None:
-                ev["supply_c"] = w.supply_temp_mean_c
-            if w.pressure_mean_bar is not None:
-                ev["pressure_bar"] = w.pressure_mean_bar
-            source = "learned baseline" if learned else "design flow (baseline not learned yet)"
-            reason = (
-                f"IT load {it_kw:.1f} kW ({load:.0%} of nominal) but loop flow only "
-                f"{flow:.2f} L/min, {flow / base:.1%} of its {base:.1f} L/min {source} "
-                f"(threshold {p.pump_flow_share:.0%}): the circulation pump has stopped and "
-                "the servers are not being cooled."
-            )
-            if w.pressure_mean_bar is not None and w.pressure_mean_bar < 0.5:
-                reason += (
-                    f" Loop pressure is {w.pressure_mean_bar:.2f} bar: the loop has drained and "
-                    "the pump lost its prime; look for a leak."
-                )
-            out.append(self._event("pump", "start", None, ev, reason))
-            return
-        info = self._open.pop("pump")
-        reason = (
-            f"Loop flow back to {flow:.1f} L/min ({flow / base:.0%} of the {base:.1f} L/min "
-            f"baseline) for {p.pump_off_n} consecutive windows; lowest flow during the "
-            f"failure {info['min_flow_lpm']:.2f} L/min."
-        )
-        ev = {"flow_lpm": flow, "expected_flow_lpm": base, "min_flow_lpm": info["min_flow_lpm"]}
-        out.append(self._event("pump", "end", latch.clear_start_ms, ev, reason, info))
-
     def _loss_and_meter(self, w: WindowStats, r: Reading, out: list[EfficiencyAnomaly]) -> None:
         p = self.params
         dev, hot, split = r.dev, r.hot_k, r.split_k
@@ -369,7 +326,8 @@ class EfficiencyDetector:
         # A low ratio while one thermometer is already half-way to a drift verdict is
         # that thermometer, not a loss of heat: leave it to the meter track.
         leaning = r.one_sensor_moved(p.split_k / 2, p.split_clear_k / 2, p.split_other_share)
-        loss = is_hot or (low and not leaning)
+        # ... and while a sensor drift is already reported, a low ratio is that drift.
+        loss = is_hot or (low and not leaning and not self._latches["meter"].active)
         meter = (
             (dev is not None and dev >= p.rise)
             or r.erf > p.max_plausible_erf
@@ -462,7 +420,7 @@ class EfficiencyDetector:
         so a fault that develops meanwhile is not absorbed into the baseline.
         """
         p = self.params
-        if any(latch.active for latch in self._latches.values()):
+        if self._pump.active or any(latch.active for latch in self._latches.values()):
             return
         if r.erf > p.max_plausible_erf:
             return
@@ -476,7 +434,9 @@ class EfficiencyDetector:
             temps_ok = True
         elif r.temps_fit[2] <= p.temps_learn_leverage:
             sr, rr = r.supply_c - r.temps_fit[0], r.return_c - r.temps_fit[1]
-            temps_ok = max(abs(sr), abs(rr)) <= p.hot_k / 2 and abs(sr - rr) <= p.split_k / 2
+            temps_ok = (
+                max(abs(sr), abs(rr)) <= p.temps_learn_band_k and abs(sr - rr) <= p.split_k / 2
+            )
         else:
             temps_ok = self._return.weight < p.free_learn_windows
         if not (ratio_ok and temps_ok):

@@ -4,9 +4,9 @@
 * **pressure_decay** (`pressure.py`): loop pressure falling more than the loop's
   temperature can explain, with the boiler's own learned expansion curve.
 * **flow_imbalance** (`imbalance.py`): more water leaving than coming back,
-  where supply and return are both metered; not counted when the pressure says
-  the loop lost less than half the water the imbalance claims (water lost
-  between the meters must come out of the loop: otherwise a meter has drifted).
+  where supply and return are both metered; not counted while the compensated
+  pressure shows no fall at all (water lost between the meters must come out
+  of the loop: otherwise a meter has drifted).
 * **moisture** (`moisture.py`): the floor/caisson moisture sensor well above its
   own dry baseline.
 
@@ -114,7 +114,7 @@ class LeakDetector:
             "flow_imbalance": self._imbalance.update(w, ctx, active),
             "moisture": self._moisture.update(w),
         }
-        if self._imbalance_unexplained(verdicts["flow_imbalance"], ctx):
+        if self._imbalance_unexplained(verdicts["flow_imbalance"]):
             verdicts["flow_imbalance"] = Verdict(None, False)
         found = {n: v.finding for n, v in verdicts.items() if v.finding is not None}
         quiet = (
@@ -153,18 +153,13 @@ class LeakDetector:
         d._episode = None if ep is None else dict(ep, evidence=list(ep["evidence"]))
         return d
 
-    def _imbalance_unexplained(self, verdict: Verdict, ctx: WindowContext) -> bool:
+    def _imbalance_unexplained(self, verdict: Verdict) -> bool:
         """Water missing between the meters must come out of the loop. If the pressure
-        says the loop lost less than half of what the imbalance claims (even counting
-        every allowance as loss), a meter has drifted: it is no leak evidence."""
-        finding = verdict.finding
-        if finding is None or finding.rate_lpm is None:
-            return False
-        lost = self._pressure.water_lost_at_most(ctx.loop_volume_l)
-        if lost is None:
-            return False
-        litres, minutes = lost
-        return litres < 0.5 * finding.rate_lpm * minutes
+        has not fallen at all beyond what temperature and noise explain (over at least
+        10 windows of one regime without make-up), the meters disagree, a meter has
+        drifted: it is no leak evidence. (Only whether, not how much: a compliance
+        inferred from thermal expansion is not precise enough to weigh litres.)"""
+        return verdict.finding is not None and self._pressure.declining() is False
 
     # -- combination ----------------------------------------------------------------
 

@@ -67,7 +67,7 @@ class PressureEvidence:
                 or (
                     flow is not None
                     and prev[3] is not None
-                    and abs(flow - prev[3]) <= p.max_flow_change * max(prev[3], 1.0)
+                    and abs(flow - prev[3]) <= p.max_flow_change * max(prev[3], 10.0)
                 )
             )
         )
@@ -158,21 +158,17 @@ class PressureEvidence:
         worst = -slope * span_h + self._hidden(curve, tail[0], tail[-1])
         return worst <= p.pressure_quiet_bar_h * span_h
 
-    def water_lost_at_most(self, volume_l: float) -> tuple[float, float] | None:
-        """(litres the loop can at most have lost, over how many minutes) according to
-        its pressure since the last regime change, counting every allowance as loss;
-        None with fewer than 5 windows or no usable compliance."""
+    def declining(self, min_windows: int = 10) -> bool | None:
+        """Whether the compensated pressure has fallen, beyond everything `_hidden`
+        could explain, over the last pressure_quiet_windows windows (at least
+        `min_windows` of one regime, else None)."""
         tail, curve = self.ring[-self.p.pressure_quiet_windows :], self.curve
-        if len(tail) < 5 or curve is None:
+        if len(tail) < min_windows or curve is None:
             return None
         decline = curve.compensated(tail[0][1], tail[0][2]) - curve.compensated(
             tail[-1][1], tail[-1][2]
         )
-        worst_bar = max(0.0, decline) + self._hidden(curve, tail[0], tail[-1])
-        compliance, _ = curve.compliance_l_per_bar(tail[-1][2], volume_l)
-        if compliance == float("inf"):
-            return None
-        return worst_bar * compliance, (tail[-1][0] - tail[0][0]) / 60_000.0
+        return decline > self._hidden(curve, tail[0], tail[-1])
 
     def to_state(self) -> dict[str, Any]:
         return {

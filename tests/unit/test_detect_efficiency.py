@@ -4,6 +4,7 @@ healthy runs (warm-up, varying load, summer throttling), hysteresis, exact state
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import replace
 from functools import lru_cache
 
@@ -124,9 +125,34 @@ def test_pump_failure_before_any_baseline_uses_the_design_flow() -> None:
     assert first.kind == "pump_failure" and "design flow" in first.reason
 
 
+def test_pump_failure_is_caught_when_protection_cuts_it_at_once() -> None:
+    # the boiler's thermal protection caps IT to 5 % as soon as the pump stops
+    sc = replace(
+        BASE,
+        pump=step(240.5, 1.0, 0.0),
+        it=lambda m: 5.0 if m >= 241.0 else min(90.0, 6.0 * m),
+    )
+    events = efficiency(sc)
+    (first,) = starts(events)
+    assert first.kind == "pump_failure" and events[0][0] + 1 - 240.5 <= 2
+
+
+def test_a_dead_flow_meter_is_not_a_pump_failure() -> None:
+    # the meter reads ~0 while the pump runs: nothing heats up, so no pump failure; the
+    # heat reads ~0 and the loss track names the flow meter
+    events = efficiency(replace(BASE, flow_bias=step(240, 0.0, -1.0)))
+    (first,) = starts(events)
+    assert first.kind == "sensor_drift" and "flow meter" in first.reason
+    assert events[0][0] + 1 - 240 <= 10
+
+
 def test_pump_stopped_with_servers_off_is_not_a_failure() -> None:
     sc = replace(BASE, it=lambda m: 0.0 if m >= 240 else 90.0, pump=step(241, 1.0, 0.0))
     assert efficiency(sc) == []
+
+
+def drift_from(start: float, per_minute: float) -> Callable[[float], float]:
+    return lambda m: per_minute * max(0.0, m - start)
 
 
 def test_a_drifting_thermometer_is_sensor_drift_and_named() -> None:
@@ -136,8 +162,7 @@ def test_a_drifting_thermometer_is_sensor_drift_and_named() -> None:
         ("return_bias_k", 0.03, "return"),
         ("return_bias_k", -0.03, "return"),
     ):
-        drift = {field_name: lambda m, rate=rate: rate * max(0.0, m - 240)}
-        events = efficiency(replace(BASE, **drift))  # type: ignore[arg-type]
+        events = efficiency(replace(BASE, **{field_name: drift_from(240, rate)}))  # type: ignore[arg-type]
         (first,) = starts(events)  # and no efficiency_drop on the way
         assert first.kind == "sensor_drift", (field_name, rate)
         assert f"the {sensor} temperature sensor is drifting" in first.reason
@@ -147,9 +172,7 @@ def test_a_drifting_thermometer_is_sensor_drift_and_named() -> None:
 
 def test_a_drifting_flow_meter_is_sensor_drift() -> None:
     for rate in (-0.001, 0.001):  # 6 %/h
-        events = efficiency(
-            replace(BASE, minutes=420, flow_bias=lambda m, r=rate: r * max(0, m - 240))
-        )
+        events = efficiency(replace(BASE, minutes=420, flow_bias=drift_from(240, rate)))
         (first,) = starts(events)
         assert first.kind == "sensor_drift" and "flow meter" in first.reason
         assert events[0][0] + 1 - 320 <= 12  # 8 % at 80 min

@@ -88,7 +88,7 @@ def test_expansion_curve_learns_a_non_linear_slope_per_bin() -> None:
     pressure = 1.8 + 0.0005 * (temps - 20) ** 2  # slope 0.001 (T - 20) bar/K
     for a, b, pa, pb in zip(temps[:-1], temps[1:], pressure[:-1], pressure[1:], strict=True):
         model.learn(float(a), float(b), float(pb - pa))
-    slope, half = model.slopes()
+    slope, _ = model.slopes()
     assert slope[5] == pytest.approx(0.0075, rel=0.05)  # 25-30 °C
     assert slope[12] == pytest.approx(0.0425, rel=0.05)  # 60-65 °C
     curve = model.curve()

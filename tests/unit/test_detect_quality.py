@@ -178,6 +178,17 @@ def test_tracker_tells_a_constant_lag_from_a_draining_backlog() -> None:
     assert out[0].start_ms == T  # dated from when the constant lag began
 
 
+def test_tracker_reports_a_clock_90_s_behind_after_five_minutes() -> None:
+    tracker = ClockSkewTracker()
+    out = []
+    for k, (e, g) in enumerate(_frames(T, 400, lambda i: 90_000 + (i % 3) * 200)):
+        for issue in tracker.observe("gw-01", "site-01", e, g):
+            out.append((k, issue))
+    assert len(out) == 1
+    k, issue = out[0]
+    assert 300 <= k <= 301 and issue.start_ms == T and "behind" in issue.detail
+
+
 def test_tracker_state_round_trip() -> None:
     frames = _frames(T, 200, lambda i: 0) + _frames(T + 200_000, 100, lambda i: -10_000)
     frames += _frames(T + 300_000, 50, lambda i: 0)
@@ -260,6 +271,21 @@ def test_wall_clock_check_is_separate_from_the_projection() -> None:
     assert live.observe("gw-01", "site-01", T + 500_000) == []  # observe never ends it
     back = live.check_wall(T + 510_000)
     assert [(x.kind, x.end_ms) for x in back] == [("gateway_offline", T + 500_000)]
+
+
+def test_a_clock_jumping_ahead_silences_nobody_when_flagged() -> None:
+    def run_pair(flag: bool) -> list:
+        live, out = GatewayLiveness(silent_ms=60_000), []
+        for s in range(300):
+            t = T + s * 1000
+            out += live.observe("gw-01", "site-01", t)
+            skewed = t + 600_000  # gw-02's clock jumped 10 minutes ahead
+            ok = clock_skew(skewed, t, "gw-02", "site-01") is None if flag else True
+            out += live.observe("gw-02", "site-01", skewed, advances_clock=ok)
+        return out
+
+    assert run_pair(flag=True) == []
+    assert "gw-01" in {x.gateway for x in run_pair(flag=False)}  # what the flag prevents
 
 
 def test_partition_max_given_by_the_caller() -> None:

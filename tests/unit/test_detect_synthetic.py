@@ -7,7 +7,8 @@ with the topology of a real loop:
 * the heat meter sits at the boiler outlet: heat = capture x IT - casing loss,
   capture falling 0.3 %/K above 65 °C supply (hot water takes less of the IT heat),
   times (1 - capture_loss) for a genuine loss of heat before the meter;
-* supply = return + heat / (ṁ c_p) (the boiler's own water is small and fast);
+* supply = return + heat / (ṁ c_p) (the boiler's own water is small and fast); with
+  the pump stopped that water takes the IT heat and the supply climbs;
 * the site exchanger of effectiveness ε (1 - fouling) hands ε (supply - cold side)
   to the site; its outlet feeds the loop node (most of the water), which comes back
   as the return temperature; the cold side follows the outdoor temperature like a
@@ -59,6 +60,9 @@ def ramp(start: float, minutes: float, low: float, high: float) -> Fn:
     return lambda m: low + (high - low) * min(1.0, max(0.0, (m - start) / minutes))
 
 
+ZERO, ONE = const(0.0), const(1.0)
+
+
 @dataclass(frozen=True)
 class Scenario:
     minutes: int = 240
@@ -75,8 +79,8 @@ class Scenario:
     precharge_bar: float = 1.0
     vessel_l: float = 40.0
     noise: float = 1.0  # scale of every sensor's noise
-    it: Fn = const(80.0)
-    outdoor_c: Fn = const(5.0)
+    it: Fn = field(default=const(80.0))
+    outdoor_c: Fn = field(default=const(5.0))
     # the site's side of the exchanger: a heating curve, warmer when it is colder outside
     cold_c: Fn | None = None
     cold_base_c: float = 30.0
@@ -84,21 +88,21 @@ class Scenario:
     throttled: Callable[[float], bool] = lambda m: False
     cap_kw: Callable[[float], float | None] = lambda m: None
     throttle_recovery: float = 1.0  # share of the heat still captured while throttled
-    fouling: Fn = const(0.0)  # share of the exchanger's effectiveness lost
-    capture_loss: Fn = const(0.0)  # share of the heat lost before the meter
-    pump: Fn = const(1.0)
-    bypass: Fn = const(0.0)  # extra flow share through an open bypass
+    fouling: Fn = ZERO  # share of the exchanger's effectiveness lost
+    capture_loss: Fn = ZERO  # share of the heat lost before the meter
+    pump: Fn = ONE
+    bypass: Fn = ZERO  # extra flow share through an open bypass
     bypass_heat_loss: float = 0.6  # heat lost per unit of bypass share
-    supply_bias_k: Fn = const(0.0)  # drift of the supply temperature sensor
-    return_bias_k: Fn = const(0.0)
-    flow_bias: Fn = const(0.0)  # relative drift of the flow meter
-    leak_lpm: Fn = const(0.0)  # loop water lost
+    supply_bias_k: Fn = ZERO  # drift of the supply temperature sensor
+    return_bias_k: Fn = ZERO
+    flow_bias: Fn = ZERO  # relative drift of the flow meter
+    leak_lpm: Fn = ZERO  # loop water lost
     leak_between_meters: bool = False  # the leak sits between supply and return meters
-    makeup_lpm: Fn = const(0.0)  # make-up water fed on purpose
+    makeup_lpm: Fn = ZERO  # make-up water fed on purpose
     autofill_below_bar: float | None = None  # auto-fill valve: feeds 5 L/min below this ...
     autofill_band_bar: float = 0.15  # ... until this much above it
     autofill_after_min: float = 200.0  # (armed once the loop is warm)
-    moisture_pct: Fn = const(3.0)
+    moisture_pct: Fn = field(default=const(3.0))
     supply_meter: bool = False
     stuck: dict[str, tuple[float, float]] = field(default_factory=dict)  # channel -> [from, to)
     boiler: str = "boiler-0001"
@@ -169,7 +173,10 @@ def samples(sc: Scenario) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         rho = _rho(ret)
         mdot = rho * flow / 60_000.0  # kg/s
         cp = float(heat_capacity_kj_kgk(ret))
-        supply = ret + (heat / (mdot * cp) if mdot > 0 else 0.0)
+        if mdot > 0:
+            supply = ret + heat / (mdot * cp)
+        else:  # no flow: the boiler's own water takes the IT heat
+            supply = min(95.0, supply + it * dt_s / (boiler_kg * cp))
         eps = sc.effectiveness * (1.0 - sc.fouling(m))
         leaving = supply - eps * (supply - cold)
         ret += (leaving - ret) * (1.0 - math.exp(-mdot * dt_s / loop_kg)) if mdot > 0 else 0.0
@@ -276,7 +283,7 @@ def run_with_restart(
     cls = DETECTORS[kind]
     first = ws[0][0]
     det = cls(first.boiler, first.site)
-    out = []
+    out: list[tuple[int, Any]] = []
     for i, (w, ctx) in enumerate(ws):
         if i == cut:
             state = json.loads(json.dumps(det.to_state()))
@@ -294,7 +301,7 @@ def test_healthy_windows_are_physically_consistent() -> None:
     assert w.coverage == 1.0 and w.samples == 12
     ratio = w.heat_kwh / w.it_kwh
     assert 0.9 < ratio < 0.95  # 0.95 x 80 - 2 kW = 74 kW
-    assert 10 < w.supply_temp_mean_c - w.return_temp_mean_c < 15  # type: ignore[operator]
+    assert 10 < w.supply_temp_mean_c - w.return_temp_mean_c < 15
     assert w.makeup_l == 0.0 and w.spread["supply_temp_c"] > 0
 
 
@@ -312,7 +319,7 @@ def test_a_leak_lowers_pressure_and_make_up_restores_it() -> None:
     sc = Scenario(minutes=60, leak_lpm=step(20, 0.0, 0.3), autofill_after_min=0.0)
     ws = windows(sc)
     p = [w.pressure_mean_bar for w, _ in ws]
-    assert p[19] - p[59] > 0.5  # type: ignore[operator]
-    filled = windows(replace(sc, autofill_below_bar=p[19] - 0.2))  # type: ignore[operator]
+    assert p[19] - p[59] > 0.5
+    filled = windows(replace(sc, autofill_below_bar=p[19] - 0.2))
     fed = sum(w.makeup_l for w, _ in filled)
     assert 0.5 * 0.3 * 40 < fed < 1.5 * 0.3 * 40  # replaces what leaked
