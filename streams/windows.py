@@ -165,14 +165,16 @@ class WindowEngine:
         t, v = buf.arrays()
         if t.size == 0:
             return
-        # Skip long silences: no more than a day of empty windows.
-        first_data = int(t[t >= buf.cursor][0]) if (t >= buf.cursor).any() else None
-        if first_data is not None and first_data - buf.cursor > MAX_EMPTY_WINDOWS * w:
-            buf.cursor = first_data // w * w
         while wm >= buf.cursor + w + p.max_gap_ms:
             s, e = buf.cursor, buf.cursor + w
-            if not (t >= s).any():
+            nxt = np.searchsorted(t, s, side="left")
+            if nxt == t.size:
                 break  # trailing silence: wait for data
+            if int(t[nxt]) - s > MAX_EMPTY_WINDOWS * w:
+                # A long silence (or a clock jumping far ahead): no more than a
+                # day of empty windows, then straight to the next data.
+                buf.cursor = int(t[nxt]) // w * w
+                continue
             lo = np.searchsorted(t, s - p.max_gap_ms, side="left")
             hi = np.searchsorted(t, e + p.max_gap_ms, side="right")
             inside_lo = np.searchsorted(t, s, side="left")

@@ -130,3 +130,13 @@ def test_state_round_trip_continues_identically() -> None:
     second = WindowEngine.from_state(params, first.to_state())
     resumed += run(second, chunks[half:])
     assert resumed == straight
+
+
+def test_a_clock_jumping_years_ahead_does_not_fill_the_gap_with_empty_windows() -> None:
+    engine = WindowEngine(WindowParams())
+    t = np.arange(T0, T0 + 30_000, 1000, dtype=np.int64)
+    engine.add("gw", "site", "b1", t, samples(t))
+    engine.advance("gw", int(t.max()))
+    far = np.array([T0 + 20 * 365 * 86_400_000], dtype=np.int64)  # twenty years later
+    closed = run(engine, [(far, samples(far))])
+    assert [w.start_ms for w in closed] == [T0]  # the data's own window, then no padding
