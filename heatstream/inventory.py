@@ -14,10 +14,19 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from heatstream.errors import HeatstreamError
 from heatstream.schemas.envelope import ID_PATTERN
+from heatstream.schemas.signing import MIN_KEY_LENGTH, check_key
 
 EXAMPLE_PATH = Path(__file__).parent / "data" / "inventory.example.toml"
 
@@ -59,12 +68,39 @@ class Site(_Item):
 
 
 class Gateway(_Item):
+    # Errors never echo their input here: it may be a key.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
     id: str = Field(pattern=ID_PATTERN)
     site: str = Field(pattern=ID_PATTERN)
     boilers: tuple[str, ...] = Field(min_length=1)
     hmac_key: SecretStr | None = Field(
-        None, description="per-gateway message authentication key (reserved)"
+        None,
+        description="HMAC-SHA256 key the gateway signs its events with (at least"
+        f" {MIN_KEY_LENGTH} characters); when set, intake refuses the gateway's unsigned"
+        " or badly signed events. Unset: unsigned events are accepted (development only)."
+        " See docs/security.md",
     )
+    hmac_key_previous: SecretStr | None = Field(
+        None,
+        description="the key being rotated out: still accepted at intake while listed",
+    )
+
+    _check_keys = field_validator("hmac_key", "hmac_key_previous", mode="before")(check_key)
+
+    @model_validator(mode="after")
+    def _rotation(self) -> Gateway:
+        if self.hmac_key_previous is not None and self.hmac_key is None:
+            raise ValueError(
+                f"gateway {self.id!r}: hmac_key_previous is set without hmac_key"
+                " (during a rotation both are listed; see docs/security.md)"
+            )
+        return self
+
+    @property
+    def hmac_keys(self) -> tuple[SecretStr, ...]:
+        """The keys intake accepts for this gateway, current first (empty: unsigned allowed)."""
+        return tuple(k for k in (self.hmac_key, self.hmac_key_previous) if k is not None)
 
 
 class Boiler(_Item):
@@ -78,6 +114,9 @@ class Boiler(_Item):
 
 
 class Inventory(_Item):
+    # The outermost model decides whether errors echo their input: gateways hold keys.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
     sites: tuple[Site, ...] = Field(min_length=1)
     gateways: tuple[Gateway, ...] = Field(min_length=1)
     boilers: tuple[Boiler, ...] = Field(min_length=1)

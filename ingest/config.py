@@ -4,7 +4,8 @@ Kafka connectivity (bootstrap, TLS, SASL) is not here: it comes from the
 deployment's `KafkaSettings`, so a gateway and the stream processor read the
 same configuration the same way. This object holds what is specific to one
 gateway: its identity, where its durable state lives, how frames are cut, how
-big the store-and-forward spool may grow and what happens when it is full.
+big the store-and-forward spool may grow and what happens when it is full, and
+the key it signs its events with.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from heatstream.schemas.envelope import ID_PATTERN
+from heatstream.schemas.signing import MIN_KEY_LENGTH, check_key
 from heatstream.schemas.telemetry import MAX_SAMPLES, MAX_SPAN_MS
 
 Compression = Literal["gzip", "snappy", "lz4", "zstd"]
@@ -24,7 +26,8 @@ MIB = 2**20
 
 
 class GatewayConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Errors never echo their input: it may be the key.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     gateway: str = Field(pattern=ID_PATTERN, description="this gateway's id (the Kafka key)")
     site: str = Field(pattern=ID_PATTERN, description="the site it serves")
@@ -83,6 +86,16 @@ class GatewayConfig(BaseModel):
     close_timeout_ms: int = Field(
         10_000, ge=0, description="how long close() tries to drain before leaving the rest spooled"
     )
+
+    # -- authentication -----------------------------------------------------------
+    hmac_key: SecretStr | None = Field(
+        None,
+        description="HMAC-SHA256 key (at least"
+        f" {MIN_KEY_LENGTH} characters) every event is signed with when it is spooled;"
+        " the inventory lists the same key for this gateway (docs/security.md)",
+    )
+
+    _check_key = field_validator("hmac_key", mode="before")(check_key)
 
     @field_validator("compression")
     @classmethod

@@ -21,7 +21,8 @@ from heatstream.schemas.envelope import MAX_TIME_MS, MIN_TIME_MS, is_identifier
 from heatstream.schemas.telemetry import CHANNEL_BY_NAME, CHANNEL_NAMES, TelemetryFrame
 
 _NULL_BYTES = 5  # "null,"
-# Envelope fields, keys and brackets of an empty frame, rounded up generously.
+# Envelope fields (the 75-byte hmac member included), keys and brackets of an
+# empty frame, rounded up generously.
 _FRAME_OVERHEAD_BYTES = 1024
 
 

@@ -9,7 +9,9 @@ Flow inside one `Gateway`:
 Every event is committed to the spool before it counts as *accepted*, and
 leaves it only when the broker acknowledged it: a crash or an outage loses
 nothing accepted, at the cost of duplicates downstream de-duplicates by event
-id. The Kafka key is the gateway id (see `heatstream.schemas.topics`).
+id. The Kafka key is the gateway id (see `heatstream.schemas.topics`). With
+`config.hmac_key` set, every event is signed as it is encoded for the spool
+(`heatstream.schemas.signing`), so spooled messages keep the key of that moment.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from heatstream.ingest.sequence import SequenceAllocator
 from heatstream.ingest.spool import Spool, SpoolRow
 from heatstream.ingest.spoolworker import AsyncSpool
 from heatstream.ingest.statelock import StateLock
+from heatstream.schemas import signing
 from heatstream.schemas.compute import JobFinished, JobStarted, NodeState, PowerCapSet
 from heatstream.schemas.envelope import MAX_TIME_MS, MIN_TIME_MS, Envelope
 from heatstream.schemas.serde import encode, format_validation_error
@@ -363,8 +366,20 @@ class Gateway:
         if frame is not None:
             await self._accept([frame])
 
+    def _encode(self, event: Envelope) -> tuple[Envelope, bytes]:
+        """The event as it goes out (with its hmac when a key is set) and its bytes."""
+        key = self.config.hmac_key
+        if key is None:
+            return event, encode(event)
+        if event.hmac is not None:  # re-sent: sign again, with this gateway's key
+            event = event.model_copy(update={"hmac": None})
+        value, code = signing.sign(encode(event), key)
+        return event.model_copy(update={"hmac": code}), value
+
     async def _accept(self, events: Sequence[Envelope]) -> None:
-        rows = [SpoolRow(event_id=e.event_id, key=self._key, value=encode(e)) for e in events]
+        encoded = [self._encode(e) for e in events]
+        events = [e for e, _ in encoded]
+        rows = [SpoolRow(event_id=e.event_id, key=self._key, value=v) for e, v in encoded]
         for event, row in zip(events, rows, strict=True):
             self._check_size(row, f"event {event.event_id}")
         try:

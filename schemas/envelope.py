@@ -54,7 +54,11 @@ class Envelope(BaseModel):
         ge=MIN_TIME_MS, le=MAX_TIME_MS, description="when handed to Kafka, ms since epoch UTC"
     )
     hmac: str | None = Field(
-        None, description="reserved: per-gateway message authentication code (hex)"
+        None,
+        description="HMAC-SHA256 of the event's JSON without this member, under the gateway's"
+        " key: 64 lowercase hex digits, written as the object's last member (see"
+        " heatstream.schemas.signing). Required when the inventory lists a key for the"
+        " gateway; ignored otherwise",
     )
 
     @model_validator(mode="before")

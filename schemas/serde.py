@@ -8,6 +8,8 @@ dead-letter reason code and whose message names the field, index and value.
 
 from __future__ import annotations
 
+import itertools
+import reprlib
 from typing import Any
 
 import orjson
@@ -72,11 +74,15 @@ def upcast(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def decode_raw(raw: bytes | bytearray | memoryview | str) -> RawEvent:
-    """Decode, upcast and validate one raw event."""
+    """Decode, upcast and validate one raw event.
+
+    Strictly: JSON has types, and a `true` or a `"65.0"` where the contract
+    says number is a broken or hostile producer, not a reading of 1.0 or 65.0.
+    """
     data = upcast(loads_object(raw))
     model = RAW_VERSIONS[data["schema_name"]][data["schema_version"]]
     try:
-        return model.model_validate(data)  # type: ignore[return-value]
+        return model.model_validate(data, strict=True)  # type: ignore[return-value]
     except ValidationError as exc:
         raise SchemaValidationError(
             f"{data['schema_name']} v{data['schema_version']}: {format_validation_error(exc)}"
@@ -106,6 +112,8 @@ def format_validation_error(exc: ValidationError) -> str:
             # Our own validators already name the field, index and value.
             msg = str(err["msg"]).removeprefix("Value error, ")
             parts.append(msg if not where else f"{where}: {msg}")
+        elif err["type"] == "missing":
+            parts.append(f"{where}: {err['msg']}")  # its input is the parent object
         elif where:
             parts.append(f"{where} = {_short(err.get('input'))}: {err['msg']}")
         else:
@@ -127,6 +135,23 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return text
 
 
+class _BoundedRepr(reprlib.Repr):
+    """Bounded repr of hostile input: a plain repr() of a 1,000-deep list raises
+    RecursionError, and of a 10^6-element list costs time for text thrown away.
+    Mappings show their names only: a table's values may be secrets (inventory keys)."""
+
+    def repr_dict(self, x: dict[Any, Any], level: int) -> str:
+        names = [f"{self.repr1(k, level - 1)}: ..." for k in itertools.islice(x, self.maxdict)]
+        return "{" + ", ".join(names + (["..."] if len(x) > self.maxdict else [])) + "}"
+
+
+_REPR = _BoundedRepr()
+_REPR.maxlevel = 3
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxset = 12
+_REPR.maxdict = 6
+_REPR.maxstring = _REPR.maxother = _REPR.maxlong = 60
+
+
 def _short(value: object, limit: int = 60) -> str:
-    text = repr(value)
+    text = _REPR.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -33,6 +33,7 @@ keeps them out of heat totals, while the rest of the frame is used.
 from __future__ import annotations
 
 import math
+import reprlib
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
@@ -104,8 +105,11 @@ class RangeViolation:
 
 
 def _channel_field(channel: Channel) -> Any:
+    # fail_fast: a hostile frame of 200,000 x 12 wrong values would otherwise build
+    # 2.4 million error records (tens of seconds, gigabytes); the first one is enough.
     return Field(
         None,
+        fail_fast=True,
         description=f"{channel.doc}, {channel.unit}; physical range [{channel.low}, {channel.high}];"
         " one value per sample, null = missing",
     )
@@ -119,14 +123,21 @@ class TelemetryFrame(Envelope):
     schema_name: Literal["telemetry.frame"] = "telemetry.frame"
     schema_version: Literal[2] = 2
     boilers: list[str] = Field(
-        min_length=1, max_length=MAX_BOILERS, description="boiler ids referenced by boiler_idx"
+        min_length=1,
+        max_length=MAX_BOILERS,
+        fail_fast=True,
+        description="boiler ids referenced by boiler_idx",
     )
     boiler_idx: list[int] = Field(
-        min_length=1, max_length=MAX_SAMPLES, description="per sample: index into boilers"
+        min_length=1,
+        max_length=MAX_SAMPLES,
+        fail_fast=True,
+        description="per sample: index into boilers",
     )
     dt_ms: list[int] = Field(
         min_length=1,
         max_length=MAX_SAMPLES,
+        fail_fast=True,
         description="per sample: ms after event_time_ms at which it was measured (>= 0)",
     )
     supply_temp_c: ChannelValues | None = _channel_field(CHANNELS[0])
@@ -149,10 +160,13 @@ class TelemetryFrame(Envelope):
             raise ValueError(f"boiler_idx has {len(self.boiler_idx)} values, dt_ms has {n}")
         if len(set(self.boilers)) != len(self.boilers):
             dupes = sorted({b for b in self.boilers if self.boilers.count(b) > 1})
-            raise ValueError(f"boilers lists {dupes[0]!r} more than once")
+            raise ValueError(f"boilers lists {reprlib.repr(dupes[0])} more than once")
         for i, boiler in enumerate(self.boilers):
             if not _is_id(boiler):
-                raise ValueError(f"boilers[{i}] = {boiler!r} is not a valid id ({ID_PATTERN})")
+                # reprlib: a 10 MB id would push the explanation past the dead letter's clip.
+                raise ValueError(
+                    f"boilers[{i}] = {reprlib.repr(boiler)} is not a valid id ({ID_PATTERN})"
+                )
         n_boilers = len(self.boilers)
         for i, b in enumerate(self.boiler_idx):
             if not 0 <= b < n_boilers:
@@ -248,12 +262,14 @@ class TelemetryFrameV1(Envelope):
     schema_name: Literal["telemetry.frame"] = "telemetry.frame"
     schema_version: Literal[1] = 1
     boiler: str = Field(pattern=ID_PATTERN)
-    t_ms: list[int] = Field(min_length=1, max_length=MAX_SAMPLES, description="absolute sample times")
-    supply_temp_c: ChannelValues | None = None
-    return_temp_c: ChannelValues | None = None
-    flow_m3h: ChannelValues | None = Field(None, description="supply flow, m³/h")
-    pressure_bar: ChannelValues | None = None
-    it_power_kw: ChannelValues | None = None
+    t_ms: list[int] = Field(
+        min_length=1, max_length=MAX_SAMPLES, fail_fast=True, description="absolute sample times"
+    )
+    supply_temp_c: ChannelValues | None = Field(None, fail_fast=True)
+    return_temp_c: ChannelValues | None = Field(None, fail_fast=True)
+    flow_m3h: ChannelValues | None = Field(None, fail_fast=True, description="supply flow, m³/h")
+    pressure_bar: ChannelValues | None = Field(None, fail_fast=True)
+    it_power_kw: ChannelValues | None = Field(None, fail_fast=True)
 
     @property
     def boiler_ids(self) -> tuple[str, ...]:
@@ -267,9 +283,9 @@ def upcast_frame_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     """Rewrite a decoded v1 frame as a v2 frame (a pure dict-to-dict function).
 
     Validated first as v1, so a malformed old event is reported against the
-    contract it was written to.
+    contract it was written to (strictly, like `decode_raw`: JSON true is not 1).
     """
-    v1 = TelemetryFrameV1.model_validate(data)
+    v1 = TelemetryFrameV1.model_validate(data, strict=True)
     t0 = min(v1.t_ms)
     out: dict[str, Any] = {
         "schema_name": "telemetry.frame",

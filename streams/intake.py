@@ -2,9 +2,12 @@
 
 Decoding, upcasting and contract validation are in `heatstream.schemas.serde`;
 here come the checks that need the inventory and the processor's memory:
-the gateway is known, the event's site is the gateway's, every boiler named is
-owned by the publishing gateway, and the event is not a duplicate. Nothing is
-dropped silently: a refusal is a `Rejection` that becomes a dead letter.
+the gateway is known, the message is signed with the gateway's key when the
+inventory lists one (`heatstream.schemas.signing`), the event's site is the
+gateway's, every boiler named is owned by the publishing gateway, and the event
+is not a duplicate. Nothing is dropped silently: a refusal is a `Rejection`
+that becomes a dead letter. No error text ever holds a key or the hmac a key
+would produce: dead letters are readable by more people than keys are.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from heatstream.inventory import Inventory
+from heatstream.inventory import Gateway, Inventory
+from heatstream.schemas import signing
 from heatstream.schemas.errors import EventError
 from heatstream.schemas.serde import RawEvent, decode_raw
 
@@ -27,12 +31,25 @@ class UnauthorisedError(EventError):
     reason = "unauthorised"
 
 
+class UnauthenticatedError(EventError):
+    """The gateway has a key in the inventory but the message carries no hmac."""
+
+    reason = "unauthenticated"
+
+
+class BadSignatureError(EventError):
+    """The message's hmac was not made over these bytes by a key of the gateway."""
+
+    reason = "bad_signature"
+
+
 def decode_and_authorise(raw: bytes, key: bytes | None, inventory: Inventory) -> RawEvent:
     """Decode one raw message and check it against the inventory; EventError if refused."""
     event = decode_raw(raw)
     gw = inventory.gateway_by_id.get(event.gateway)
     if gw is None:
         raise UnauthorisedError(f"gateway = {event.gateway!r} is not in the inventory")
+    authenticate(raw, event, gw)
     if event.site != gw.site:
         raise UnauthorisedError(
             f"site = {event.site!r} but gateway {gw.id!r} serves site {gw.site!r}"
@@ -51,6 +68,36 @@ def decode_and_authorise(raw: bytes, key: bytes | None, inventory: Inventory) ->
             f"Kafka key {shown} does not match gateway = {event.gateway!r}", reason="key_mismatch"
         )
     return event
+
+
+def authenticate(raw: bytes, event: RawEvent, gw: Gateway) -> None:
+    """Check the message's hmac when the inventory lists a key for its gateway.
+
+    A gateway without a key publishes unsigned (development only); one with a
+    key must sign every event, with the current key or, during a rotation, the
+    previous one.
+    """
+    keys = gw.hmac_keys
+    if not keys:
+        return
+    if event.hmac is None:
+        raise UnauthenticatedError(
+            f"{event.event_id} carries no hmac, but gateway {gw.id!r} has a key in the inventory:"
+            " its events must be signed"
+        )
+    if not signing.verify(bytes(raw), keys):
+        hint = (
+            ""
+            if signing.has_trailing_hmac(bytes(raw))
+            else "; the hmac must be the object's last member, written exactly"
+            ' ,"hmac":"<64 lowercase hex digits>"}'
+        )
+        raise BadSignatureError(
+            f"{event.event_id}: hmac does not verify with the"
+            f" {'current or previous key' if len(keys) > 1 else 'key'} of gateway {gw.id!r}"
+            f" (forged, altered after signing, or signed with a key the inventory no longer"
+            f" lists){hint}"
+        )
 
 
 class SequenceTracker:
