@@ -123,7 +123,7 @@ def replay(
     with Progress(
         TextColumn("[bold]replay"),
         BarColumn(),
-        TextColumn("{task.completed:,}/{task.total:,} messages"),
+        TextColumn("{task.completed:,} messages read"),
         TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(),
         console=console,
