@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
-
 
 @dataclass(slots=True)
 class DecayedMean:
@@ -134,7 +132,8 @@ class LinearModel:
         `ridge` regularises every coefficient but the intercept (the first feature).
         Every coefficient but the intercept is physically non-negative (a higher IT
         load or a colder day never cools the loop), and the fit keeps it so: a
-        feature whose coefficient would come out negative is left out. Otherwise a
+        feature whose coefficient would come out negative is left out of the fit
+        (but not out of the leverage: a point new in that feature is still new). Otherwise a
         slow fault that happens to coincide with the weather (an exchanger fouling
         through a warming afternoon) could be explained away by a backwards weather
         effect.
@@ -142,21 +141,24 @@ class LinearModel:
         if self.weight < min_weight:
             return None
         n = self.n
-        m = np.asarray(self.xx).reshape(n, n) + np.diag([0.0] + [ridge] * (n - 1))
-        xy, v = np.asarray(self.xy), np.asarray(x)
         keep = list(range(n))
+        leverage: float | None = None  # of the full model: novelty in any feature counts
         while True:
-            sub = np.ix_(keep, keep)
-            try:
-                coef = np.linalg.solve(m[sub], xy[keep])
-            except np.linalg.LinAlgError:
+            m = [
+                [self.xx[i * n + j] + (ridge if i == j and i > 0 else 0.0) for j in keep]
+                for i in keep
+            ]
+            solved = _solve(m, [[self.xy[i], x[i]] for i in keep])
+            if solved is None:
                 return None
-            negative = [(c, i) for c, i in zip(coef[1:], keep[1:], strict=True) if c < 0.0]
+            if leverage is None:
+                leverage = sum(x[i] * c[1] for i, c in zip(keep, solved, strict=True))
+            negative = [(c[0], i) for c, i in zip(solved[1:], keep[1:], strict=True) if c[0] < 0]
             if not negative:
                 break
             keep.remove(min(negative)[1])
-        leverage = float(v[keep] @ np.linalg.solve(m[sub], v[keep]))
-        return float(v[keep] @ coef), leverage
+        value = sum(x[i] * c[0] for i, c in zip(keep, solved, strict=True))
+        return value, leverage
 
     def to_state(self) -> list[float]:
         return [*self.xx, *self.xy, self.weight]
@@ -165,3 +167,22 @@ class LinearModel:
     def from_state(cls, n: int, state: list[float]) -> LinearModel:
         values = [float(v) for v in state]
         return cls(n=n, xx=values[: n * n], xy=values[n * n : n * n + n], weight=values[-1])
+
+
+def _solve(m: list[list[float]], rhs: list[list[float]]) -> list[list[float]] | None:
+    """Solve m X = rhs for a few columns by Gauss-Jordan with partial pivoting; None if
+    singular. Plain Python: for 2x2 and 3x3 systems it is ten times faster than numpy."""
+    n = len(m)
+    a = [row[:] + r[:] for row, r in zip(m, rhs, strict=True)]
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda r: abs(a[r][col]))
+        if abs(a[pivot][col]) < 1e-12:
+            return None
+        a[col], a[pivot] = a[pivot], a[col]
+        inv = 1.0 / a[col][col]
+        a[col] = [v * inv for v in a[col]]
+        for r in range(n):
+            if r != col and a[r][col] != 0.0:
+                f = a[r][col]
+                a[r] = [v - f * w for v, w in zip(a[r], a[col], strict=True)]
+    return [row[n:] for row in a]

@@ -47,7 +47,7 @@ from heatstream.streams.detectors.reading import Reading
 from heatstream.streams.stats import WindowStats
 from heatstream.streams.water import density_kg_m3, heat_capacity_kj_kgk
 
-STATE_VERSION = 3
+STATE_VERSION = 4
 #: A noisy channel whose every reading in the window is identical (and not 0) is frozen
 #: (a stuck sensor, reported by the quality detector): such a window is not judged.
 FROZEN_CHECKED = ("supply_temp_c", "return_temp_c", "flow_lpm", "it_power_kw")
@@ -69,7 +69,11 @@ class EfficiencyParams:
     ridge_windows: float = 5.0  # pull of the load model's intercept towards 0
     learn_band: float = 0.04  # learn only from windows within +-4 % of the ratio baseline ...
     temps_learn_band_k: float = 1.0  # ... and within 1 K of the temperature baselines
-    lag_windows: float = 8.0  # settling time of the loop temperature after a load change
+    # The loop's return follows the IT load with its own settling time (7-20 min, more
+    # with low flow): the return model gets the load low-passed over two time constants
+    # and learns the mix that fits this boiler.
+    lag_windows: tuple[float, float] = (5.0, 20.0)
+    temps_settled_k: float = 0.15  # judge/learn temperatures only with the return this still
     heating_base_c: float = 16.0  # outdoor temperature above which sites need no heating
     # Judge only loads and weather the learned windows support (leverage bounds; the
     # temperature models are linear in physics, the ratio's 1/load term is not) ...
@@ -132,7 +136,8 @@ class EfficiencyDetector:
         self.boiler, self.site, self.params = boiler, site, params
         p = params
         self._ratio = LoadModel()
-        self._return = LinearModel(3)  # return on 1, lagged load, heating degree
+        # return on 1, the lagged loads, heating degree
+        self._return = LinearModel(2 + len(p.lag_windows))
         self._delta = LinearModel(2)  # loop ΔT on 1, load
         self._flow = DecayedMean()
         self._pump = PumpTrack(p)
@@ -144,7 +149,7 @@ class EfficiencyDetector:
         self._onset: dict[str, int | None] = {"loss": None, "meter": None}
         self._prev: list[Any] | None = None  # [end_ms, supply, return, it_kw]
         self._settle = 0
-        self._lagged: float | None = None  # IT load low-passed over lag_windows
+        self._lagged: list[float] | None = None  # IT load low-passed over lag_windows
         self._outdoor: float | None = None  # last outdoor temperature seen
 
     # -- public -----------------------------------------------------------------
@@ -157,10 +162,13 @@ class EfficiencyDetector:
         if load is not None and (flow is None or flow >= self.params.pump_clear_share * base):
             # The loop's water follows the load only while it circulates: with the pump
             # stopped it sits still, and the lag holds what it last knew.
-            a = 1.0 / self.params.lag_windows
-            self._lagged = (
-                load if self._lagged is None else self._lagged + a * (load - self._lagged)
-            )
+            if self._lagged is None:
+                self._lagged = [load for _ in self.params.lag_windows]
+            else:
+                self._lagged = [
+                    v + (load - v) / tau
+                    for v, tau in zip(self._lagged, self.params.lag_windows, strict=True)
+                ]
         if w.outdoor_temp_mean_c is not None:
             self._outdoor = w.outdoor_temp_mean_c
         prev = self._prev if self._prev is not None and self._prev[0] == w.start_ms else None
@@ -191,7 +199,7 @@ class EfficiencyDetector:
             "onset": dict(self._onset),
             "prev": None if self._prev is None else list(self._prev),
             "settle": self._settle,
-            "lagged": self._lagged,
+            "lagged": None if self._lagged is None else list(self._lagged),
             "outdoor": self._outdoor,
         }
 
@@ -209,7 +217,7 @@ class EfficiencyDetector:
             )
         d = cls(boiler, site, params)
         d._ratio = LoadModel.from_state(state["ratio"])
-        d._return = LinearModel.from_state(3, state["return"])
+        d._return = LinearModel.from_state(2 + len(params.lag_windows), state["return"])
         d._delta = LinearModel.from_state(2, state["delta"])
         d._flow = DecayedMean.from_state(state["flow"])
         d._pump.load(state["pump"])
@@ -219,7 +227,8 @@ class EfficiencyDetector:
         d._onset = dict(state["onset"])
         d._prev = None if state["prev"] is None else list(state["prev"])
         d._settle = int(state["settle"])
-        d._lagged, d._outdoor = state["lagged"], state["outdoor"]
+        d._lagged = None if state["lagged"] is None else list(state["lagged"])
+        d._outdoor = state["outdoor"]
         return d
 
     # -- gating -------------------------------------------------------------------------
@@ -268,7 +277,8 @@ class EfficiencyDetector:
         the site's side of the exchanger follows the weather (heating degree)."""
         p = self.params
         degree = 0.0 if self._outdoor is None else max(0.0, p.heating_base_c - self._outdoor)
-        return [1.0, self._lagged or 0.0, degree / 10.0]
+        lagged = self._lagged or [0.0] * len(p.lag_windows)
+        return [1.0, *lagged, degree / 10.0]
 
     def _temps_fit(self, load: float) -> tuple[float, float, float] | None:
         """(expected supply, expected return, leverage), or None before warm-up."""
@@ -285,8 +295,16 @@ class EfficiencyDetector:
         heat_kw = w.heat_kwh / (w.coverage * w.duration_h)
         ratio_fit = self._ratio.predict(load, p.ridge_windows, p.warmup_windows)
         temps_fit = self._temps_fit(load)
+        # The temperature models describe a loop that has settled: while the return still
+        # moves (a warm-up, a load change on a slow loop) it is neither judged nor learned.
+        prev = self._prev
+        settled = (
+            prev is not None
+            and prev[2] is not None
+            and abs(w.return_temp_mean_c - prev[2]) <= p.temps_settled_k
+        )
         ratio_ok = ratio_fit is not None and ratio_fit[1] <= p.ratio_max_leverage
-        temps_ok = temps_fit is not None and temps_fit[2] <= p.temps_max_leverage
+        temps_ok = settled and temps_fit is not None and temps_fit[2] <= p.temps_max_leverage
         return Reading(
             load=load,
             it_kw=it_kw,
@@ -302,6 +320,7 @@ class EfficiencyDetector:
             flow_base_lpm=self._flow.value(p.flow_warmup_windows),
             ratio_fit=ratio_fit,
             temps_fit=temps_fit,
+            settled=settled,
         )
 
     def _expected_flow(self, ctx: WindowContext) -> tuple[float, bool]:
@@ -410,7 +429,7 @@ class EfficiencyDetector:
     # -- learning and events -------------------------------------------------------
 
     def _learn(self, r: Reading) -> None:
-        """Teach the baselines a window that looks healthy.
+        """Teach the baselines a window that looks healthy (each model on its own).
 
         Where a model already predicts (leverage up to its `*_learn_leverage`, a little
         beyond what is judged, so that it follows slow changes such as the
@@ -430,6 +449,12 @@ class EfficiencyDetector:
             ratio_ok = abs(r.ratio / r.ratio_fit[0] - 1.0) <= p.learn_band
         else:
             ratio_ok = self._ratio.s0 < p.free_learn_windows
+        if ratio_ok:
+            self._ratio.update(r.load, r.load * r.ratio, p.learn_alpha)
+            if r.flow_lpm is not None:
+                self._flow.update(r.flow_lpm, p.flow_alpha)
+        if not r.settled:
+            return
         if r.temps_fit is None:
             temps_ok = True
         elif r.temps_fit[2] <= p.temps_learn_leverage:
@@ -439,13 +464,9 @@ class EfficiencyDetector:
             )
         else:
             temps_ok = self._return.weight < p.free_learn_windows
-        if not (ratio_ok and temps_ok):
-            return
-        self._ratio.update(r.load, r.load * r.ratio, p.learn_alpha)
-        self._return.update(self._return_features(), r.return_c, p.learn_alpha)
-        self._delta.update([1.0, r.load], r.supply_c - r.return_c, p.learn_alpha)
-        if r.flow_lpm is not None:
-            self._flow.update(r.flow_lpm, p.flow_alpha)
+        if temps_ok:
+            self._return.update(self._return_features(), r.return_c, p.learn_alpha)
+            self._delta.update([1.0, r.load], r.supply_c - r.return_c, p.learn_alpha)
 
     def _event(
         self,

@@ -30,7 +30,6 @@ from heatstream.streams.water import density_kg_m3
 
 BIN_K = 5.0
 N_BINS = 20  # 0-100 °C
-EDGES = np.arange(N_BINS + 1) * BIN_K
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,28 +66,28 @@ class ExpansionModel:
         self.sxx[i] = self.sxx[i] * k + dt * dt
         self.sxy[i] = self.sxy[i] * k + dt * dp_bar
 
-    def slopes(self) -> tuple[np.ndarray, np.ndarray]:
+    def slopes(self) -> tuple[list[float], list[float]]:
         """Per bin: best slope and its half-width, bar/K."""
         p = self.params
-        sxx, sxy = np.asarray(self.sxx), np.asarray(self.sxy)
-        learned = sxx >= p.min_sxx_k2
-        slope = np.where(
-            learned, np.maximum(0.0, sxy / np.where(learned, sxx, 1.0)), p.default_slope_bar_k
-        )
-        half = np.where(
-            learned, p.rel_uncertainty * slope + p.abs_uncertainty_bar_k, p.default_half_bar_k
-        )
+        slope, half = [], []
+        for sxx, sxy in zip(self.sxx, self.sxy, strict=True):
+            if sxx >= p.min_sxx_k2:
+                b = max(0.0, sxy / sxx)
+                slope.append(b)
+                half.append(p.rel_uncertainty * b + p.abs_uncertainty_bar_k)
+            else:
+                slope.append(p.default_slope_bar_k)
+                half.append(p.default_half_bar_k)
         return slope, half
 
     def curve(self) -> Curve:
         slope, half = self.slopes()
-        return Curve(
-            phi=np.concatenate(([0.0], np.cumsum(slope * BIN_K))),
-            width=np.concatenate(([0.0], np.cumsum(half * BIN_K))),
-            slope=slope,
-            half=half,
-            learned=np.asarray(self.sxx) >= self.params.min_sxx_k2,
-        )
+        phi, width = [0.0], [0.0]
+        for b, h in zip(slope, half, strict=True):
+            phi.append(phi[-1] + b * BIN_K)
+            width.append(width[-1] + h * BIN_K)
+        learned = [sxx >= self.params.min_sxx_k2 for sxx in self.sxx]
+        return Curve(phi=phi, width=width, slope=slope, half=half, learned=learned)
 
     def to_state(self) -> dict[str, Any]:
         return {"sxx": list(self.sxx), "sxy": list(self.sxy)}
@@ -102,34 +101,45 @@ class ExpansionModel:
         )
 
 
+def _at_edges(values: list[float], temp_c: float) -> float:
+    """Piecewise-linear interpolation of per-edge values (bins are uniform), clipped
+    to [0, 100] °C like np.interp; plain Python because it runs ~100 times a window."""
+    t = min(max(temp_c, 0.0), N_BINS * BIN_K)
+    i = min(int(t // BIN_K), N_BINS - 1)
+    frac = (t - i * BIN_K) / BIN_K
+    return values[i] + frac * (values[i + 1] - values[i])
+
+
 @dataclass(frozen=True, slots=True)
 class Curve:
     """The learned curve, frozen for one evaluation."""
 
-    phi: np.ndarray  # Φ at the bin edges
-    width: np.ndarray  # ∫ half-width at the bin edges
-    slope: np.ndarray
-    half: np.ndarray
-    learned: np.ndarray
+    phi: list[float]  # Φ at the bin edges
+    width: list[float]  # ∫ half-width at the bin edges
+    slope: list[float]
+    half: list[float]
+    learned: list[bool]
 
     def compensated(self, pressure_bar: float, temp_c: float) -> float:
-        return pressure_bar - float(np.interp(temp_c, EDGES, self.phi))
+        return pressure_bar - _at_edges(self.phi, temp_c)
+
+    def width_at(self, temp_c: float) -> float:
+        """∫ of the slope's half-width from 0 °C to temp_c, bar."""
+        return _at_edges(self.width, temp_c)
 
     def uncertainty(self, t_a: float, t_b: float) -> float:
         """Largest pressure change between t_a and t_b the slope uncertainty could hide, bar."""
-        return abs(
-            float(np.interp(t_b, EDGES, self.width)) - float(np.interp(t_a, EDGES, self.width))
-        )
+        return abs(_at_edges(self.width, t_b) - _at_edges(self.width, t_a))
 
     def steepest(self, temp_c: float) -> float:
         """The largest plausible slope at temp_c, bar/K."""
         i = _bin(temp_c)
-        return float(self.slope[i] + self.half[i])
+        return self.slope[i] + self.half[i]
 
     def compliance_l_per_bar(self, temp_c: float, volume_l: float) -> tuple[float, bool]:
         """Litres the loop gains or loses per bar at temp_c, and whether the slope was learned."""
         i = _bin(temp_c)
-        slope = float(self.slope[i])
+        slope = self.slope[i]
         if slope <= 1e-6:
-            return float("inf"), bool(self.learned[i])
-        return volume_l * expansion_coefficient(temp_c) / slope, bool(self.learned[i])
+            return float("inf"), self.learned[i]
+        return volume_l * expansion_coefficient(temp_c) / slope, self.learned[i]

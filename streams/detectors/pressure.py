@@ -48,7 +48,7 @@ class PressureEvidence:
         # [end_ms, bar, loop °C, flow or None, makeup L, loop ΔT]
         self.prev: list[Any] | None = None
         self.expansion = ExpansionModel(params.expansion)
-        self.curve: Curve | None = None  # as of the last update (not state: derived)
+        self.view: _View | None = None  # as of the last update (derived, not state)
 
     def update(self, w: WindowStats, ctx: WindowContext, active: bool) -> Verdict:
         p = self.p
@@ -75,29 +75,33 @@ class PressureEvidence:
             self.ring.clear()  # a new pump regime, or water added: compare from here on
         self.ring.append([w.start_ms, bar, temp, delta])
         del self.ring[: -(p.pressure_horizon + 1)]
-        curve = self.curve = self.expansion.curve()
-        finding = self._decline(ctx, curve)
+        curve = self.expansion.curve()
+        view = self.view = _View(curve, self.ring, self.p.pressure_noise_bar)
+        finding = self._decline(ctx, view)
         quiet = w.makeup_l < p.makeup_wet_l and prev is not None and prev[4] < p.makeup_wet_l
         if same_regime and quiet and not active and finding is None:
             assert prev is not None
             if abs(delta - prev[5]) <= p.expansion_max_delta_change_k:
                 self.expansion.learn(prev[2], temp, bar - prev[1])
-        return Verdict(finding, None if finding else self._quiet(curve))
+        return Verdict(finding, None if finding else self._quiet(view))
 
-    def _decline(self, ctx: WindowContext, curve: Curve) -> Finding | None:
-        p, ring = self.p, self.ring
+    def _decline(self, ctx: WindowContext, view: _View) -> Finding | None:
+        p, ring, pc = self.p, self.ring, view.pc
         if len(ring) <= p.pressure_min_run:
             return None
-        pc = [curve.compensated(x[1], x[2]) for x in ring]
-        now, t_now = len(ring) - 1, ring[-1][2]
+        now = len(ring) - 1
+        # the biggest single step down from window j to now, for every j
+        biggest_from = [0.0] * (now + 1)
+        biggest_from[now] = float("-inf")
+        for j in range(now - 1, -1, -1):
+            biggest_from[j] = max(pc[j] - pc[j + 1], biggest_from[j + 1])
         best: tuple[float, int, float] | None = None  # (margin, i, decline)
         for i in range(now - p.pressure_min_run + 1):
             decline = pc[i] - pc[now]
-            margin = decline - self._hidden(curve, ring[i], ring[now])
+            margin = decline - view.hidden(i, now)
             if margin < p.pressure_drop_bar:
                 continue
-            biggest_step = max(pc[j] - pc[j + 1] for j in range(i, now))
-            if biggest_step > p.pressure_max_step_share * decline:
+            if biggest_from[i] > p.pressure_max_step_share * decline:
                 continue
             if best is None or margin > best[0]:
                 best = (margin, i, decline)
@@ -114,7 +118,7 @@ class PressureEvidence:
         decline = pc[i] - pc[now]
         minutes = (ring[now][0] - ring[i][0]) / 60_000.0
         bar_per_min = decline / minutes
-        compliance, learned = curve.compliance_l_per_bar(t_now, ctx.loop_volume_l)
+        compliance, learned = view.curve.compliance_l_per_bar(ring[now][2], ctx.loop_volume_l)
         text = (
             f"pressure {decline:.2f} bar below what the loop temperature explains over "
             f"{minutes:.0f} min ({bar_per_min * 1000:.1f} mbar/min"
@@ -128,47 +132,36 @@ class PressureEvidence:
         )
         return Finding(int(ring[i + 1][0]), rate, text)
 
-    def _hidden(self, curve: Curve, a: list[Any], b: list[Any]) -> float:
-        """The largest pressure change between ring entries a and b that the slope's
-        uncertainty, an unknown share of water at supply temperature and the noise of
-        window means could explain, bar."""
-        return (
-            curve.uncertainty(a[2], b[2])
-            + curve.steepest(b[2]) * abs(b[3] - a[3]) / 2.0
-            + self.p.pressure_noise_bar
-        )
-
-    def _quiet(self, curve: Curve) -> bool | None:
+    def _quiet(self, view: _View) -> bool | None:
         """The compensated pressure's trend over the last quiet_windows windows falls by
-        less than pressure_quiet_bar_h even if all `_hidden` could mask were a decline too.
+        less than pressure_quiet_bar_h even if all `hidden` could mask were a decline too.
 
         Raising a leak gives the allowances to the boiler (no false alarm); clearing
         one gives them to the leak (no early all-clear while the loop moves)."""
-        p = self.p
-        tail = self.ring[-p.pressure_quiet_windows :]
-        if len(tail) < p.pressure_quiet_windows:
+        p, ring = self.p, self.ring
+        first = len(ring) - p.pressure_quiet_windows
+        if first < 0:
             return None
-        ts = [(x[0] - tail[0][0]) / 3_600_000.0 for x in tail]
-        ys = [curve.compensated(x[1], x[2]) for x in tail]
+        ts = [(x[0] - ring[first][0]) / 3_600_000.0 for x in ring[first:]]
+        ys = view.pc[first:]
         n = len(ts)
         mt, my = sum(ts) / n, sum(ys) / n
         sxx = sum((t - mt) ** 2 for t in ts)
         slope = sum((t - mt) * (y - my) for t, y in zip(ts, ys, strict=True)) / sxx
         span_h = ts[-1]
-        worst = -slope * span_h + self._hidden(curve, tail[0], tail[-1])
+        worst = -slope * span_h + view.hidden(first, len(ring) - 1)
         return worst <= p.pressure_quiet_bar_h * span_h
 
     def declining(self, min_windows: int = 10) -> bool | None:
-        """Whether the compensated pressure has fallen, beyond everything `_hidden`
+        """Whether the compensated pressure has fallen, beyond everything `hidden`
         could explain, over the last pressure_quiet_windows windows (at least
         `min_windows` of one regime, else None)."""
-        tail, curve = self.ring[-self.p.pressure_quiet_windows :], self.curve
-        if len(tail) < min_windows or curve is None:
+        view, ring = self.view, self.ring
+        first = max(0, len(ring) - self.p.pressure_quiet_windows)
+        if len(ring) - first < min_windows or view is None:
             return None
-        decline = curve.compensated(tail[0][1], tail[0][2]) - curve.compensated(
-            tail[-1][1], tail[-1][2]
-        )
-        return decline > self._hidden(curve, tail[0], tail[-1])
+        now = len(ring) - 1
+        return view.pc[first] - view.pc[now] > view.hidden(first, now)
 
     def to_state(self) -> dict[str, Any]:
         return {
@@ -181,3 +174,26 @@ class PressureEvidence:
         self.ring = [list(x) for x in state["ring"]]
         self.prev = None if state["prev"] is None else list(state["prev"])
         self.expansion = ExpansionModel.from_state(state["expansion"], self.p.expansion)
+
+
+class _View:
+    """The ring seen through the current curve: compensated pressures and the integral
+    of the slope uncertainty at every entry, computed once per window."""
+
+    def __init__(self, curve: Curve, ring: list[list[Any]], noise_bar: float) -> None:
+        self.curve = curve
+        self.pc = [curve.compensated(x[1], x[2]) for x in ring]
+        self.width = [curve.width_at(x[2]) for x in ring]
+        self.delta = [x[3] for x in ring]
+        self.steepest = curve.steepest(ring[-1][2]) if ring else 0.0
+        self.noise = noise_bar
+
+    def hidden(self, a: int, b: int) -> float:
+        """The largest pressure change between entries a and b (b the newest) that the
+        slope's uncertainty, an unknown share of water at supply temperature and the
+        noise of window means could explain, bar."""
+        return (
+            abs(self.width[b] - self.width[a])
+            + self.steepest * abs(self.delta[b] - self.delta[a]) / 2.0
+            + self.noise
+        )

@@ -29,6 +29,7 @@ class Reading:
     # the models' answers wherever they are, judged or not: (value(s)..., leverage)
     ratio_fit: tuple[float, float] | None = None
     temps_fit: tuple[float, float, float] | None = None
+    settled: bool = True  # the loop temperature has settled: the temperature models apply
 
     @property
     def dev(self) -> float | None:
