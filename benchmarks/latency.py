@@ -1,0 +1,212 @@
+"""Live latency, end to end: event time -> point queryable in InfluxDB.
+
+A fresh deployment runs `heatstream worker` and `heatstream sink` as child
+processes; `benchmarks.pace` publishes the fleet in real time (gateway x 1 s
+frames, event time = wall clock); InfluxDB is polled (`influxpoll`) to date
+when every point first answers a query.
+
+Two kinds of points land:
+
+* `telemetry`: the sink's downsampled raw readings. Run with
+  `--downsample 1 --lateness 0 --flush-interval 0.25`, the tightest the sink
+  allows (its defaults, 10 s buckets closed 20 s late, put a floor of 30 s under
+  this latency). A 1 s bucket can only close when its gateway's next frame
+  arrives, so the floor is about one frame span plus the flush interval.
+* `heat_window` (from the worker): the latency from the window's *end*, which
+  by design waits allowed lateness + max gap (40 s by default) before closing;
+  only measured when the run is long enough for windows to close.
+
+The first `WARMUP_S` seconds are left out (processes joining their groups).
+Whether the worker keeps up is reported too: its lag when the fleet stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+
+from benchmarks.broker import Committed, provision
+from benchmarks.influxpoll import POLL_S, BucketWatch, poll_once
+from benchmarks.live import Pacer, percentile
+from benchmarks.procs import Children, Deployment, log_times
+from benchmarks.results import Figure
+from benchmarks.worker import crashes
+from benchmarks.workload import GATEWAY_1S, Fleet
+from heatstream.schemas.topics import RAW_EVENTS, topic_name
+from heatstream.stack.provision import create_database
+
+WARMUP_S = 10
+JITTER_MS = 25  # mean sampling delay of the simulator's gateways after the nominal second
+SINK_ARGS = ("--downsample", "1", "--lateness", "0", "--flush-interval", "0.25")
+
+
+def run_latency(
+    bootstrap: str,
+    influx_url: str,
+    fleet: Fleet,
+    recording: Path,
+    seconds: int,
+    partitions: int,
+    workdir: Path,
+    children: Children,
+    run_id: str,
+    warmup_s: int = WARMUP_S,
+    key: str = "live",
+) -> tuple[list[Figure], list[str]]:
+    dep = Deployment(
+        bootstrap,
+        f"bll{run_id}{fleet.boilers}.",
+        partitions,
+        fleet.inventory,
+        workdir / f"live-{fleet.boilers}",
+        influx_url=influx_url,
+        database=f"bench_{run_id}_live{fleet.boilers}",
+    )
+    asyncio.run(provision(bootstrap, dep.prefix, partitions))
+    asyncio.run(create_database(influx_url, dep.database or ""))
+    topic = topic_name(RAW_EVENTS, dep.prefix)
+    log = dep.workdir / "worker.log"
+    wall0 = time.time()
+    worker = children.worker(dep, dep.workdir / "state", log)
+    sink = children.sink(dep, dep.workdir / "sink.log", *SINK_ARGS)
+    deadline = time.monotonic() + 60
+    while not log_times(log, "Worker ready", after=wall0 - 1):
+        if time.monotonic() > deadline or worker.poll() is not None:
+            raise RuntimeError(f"worker not ready: {log.read_text()[-2000:]}")
+        time.sleep(0.2)
+    time.sleep(2.0)  # the sink joins its group meanwhile
+
+    start_ms = (int(time.time() * 1000) // 1000 + 2) * 1000
+    pacer = Pacer(
+        recording, bootstrap, topic, fleet.boilers, GATEWAY_1S, seconds, dep.workdir / "pace.log"
+    )
+    pacer.start(children, start_ms)
+    telemetry = BucketWatch("telemetry", "samples", 1000, fleet.boilers, start_ms)
+    window_ms = 60_000
+    first_window = -(-start_ms // window_ms) * window_ms  # first window fully inside the run
+    windows = BucketWatch("heat_window", "heat_kwh", window_ms, fleet.boilers, first_window)
+    # A 1 s bucket closes when its gateway's next frame arrives: the last one never does.
+    last_bucket = start_ms + (seconds - 2) * 1000
+    last_window = (start_ms + seconds * 1000) // window_ms * window_ms - window_ms
+    lag_at_end: int | None = None
+    slow_polls = 0
+    with httpx.Client(base_url=influx_url, timeout=20.0) as client:
+        end_by = start_ms / 1000 + seconds + 30
+        while time.time() < end_by:
+            try:
+                poll_once(client, dep.database or "", [telemetry, windows])
+            except httpx.TimeoutException:
+                slow_polls += 1  # InfluxDB too busy to answer: what it shows, it shows later
+                continue
+            if lag_at_end is None and pacer.proc.poll() is not None:
+                lag_at_end = _lag(bootstrap, dep.app_id, topic, partitions)
+            if telemetry.complete_through(last_bucket) and (
+                last_window < first_window
+                or windows.complete_through(last_window)
+                or time.time() > start_ms / 1000 + seconds + 20
+            ):
+                break
+            if worker.poll() is not None or sink.poll() is not None:
+                raise RuntimeError("worker or sink exited during the live run")
+            time.sleep(POLL_S)
+    sent = pacer.result(timeout_s=30)
+    children.stop(sink)
+    children.stop(worker)
+    if lag_at_end is None:
+        lag_at_end = _lag(bootstrap, dep.app_id, topic, partitions)
+
+    # Points that never became queryable count with the latency they had reached when
+    # the watch ended (censored): the percentiles are then lower bounds, and say so.
+    ended_ms = time.time() * 1000
+    first_kept = start_ms + warmup_s * 1000
+    missing = 0
+    for b in range(first_kept, last_bucket + 1, 1000):
+        gap = fleet.boilers - telemetry.seen.get(b, 0)
+        if gap > 0:
+            telemetry.arrivals.append((b, gap, ended_ms))
+            missing += gap
+    lat, n = telemetry.latencies(JITTER_MS)
+    keep = [i for i, (b, _, _) in enumerate(telemetry.arrivals) if first_kept <= b <= last_bucket]
+    lat, n = lat[keep], n[keep]
+    landed = int(sum(telemetry.seen.values()))
+    expected = fleet.boilers * (seconds - 1)  # the last bucket cannot close
+    censored = (
+        f"; {missing:,} points not queryable when the watch ended count as censored "
+        "(the percentiles are lower bounds)"
+        if missing
+        else ""
+    )
+    note = (
+        f"{fleet.boilers:,} boilers x 12 channels at 1 Hz for {seconds} s "
+        f"({fleet.readings_per_second:,} readings/s); sink {' '.join(SINK_ARGS)}; "
+        f"{landed:,} of {expected:,} telemetry points landed; "
+        f"sender at worst {sent['worst_behind_ms']:,.0f} ms behind; "
+        f"{slow_polls} InfluxDB polls timed out (20 s){censored}"
+    )
+    figures: list[Figure] = []
+    if len(lat):
+        figures += [
+            Figure(
+                f"{key}_telemetry_latency_p50_ms",
+                percentile(lat, n, 50),
+                "ms",
+                f"live {fleet.boilers:,} boilers: event -> telemetry point queryable, p50",
+                note=note,
+            ),
+            Figure(
+                f"{key}_telemetry_latency_p99_ms",
+                percentile(lat, n, 99),
+                "ms",
+                f"live {fleet.boilers:,} boilers: event -> telemetry point queryable, p99",
+            ),
+        ]
+    wlat, wn = windows.latencies(window_ms)  # from the window's end
+    if len(wlat):
+        figures += [
+            Figure(
+                f"{key}_heat_window_latency_p50_ms",
+                percentile(wlat, wn, 50),
+                "ms",
+                "live: window end -> heat_window queryable, p50",
+                note=f"{int(wn.sum()):,} windows; includes the designed wait "
+                "(allowed lateness 30 s + max gap 10 s)",
+            ),
+            Figure(
+                f"{key}_heat_window_latency_p99_ms",
+                percentile(wlat, wn, 99),
+                "ms",
+                "live: window end -> heat_window queryable, p99",
+            ),
+        ]
+    figures.append(
+        Figure(
+            f"{key}_telemetry_landed_share",
+            landed / expected if expected else 0.0,
+            "share",
+            f"live {fleet.boilers:,} boilers: telemetry points queryable by the end",
+        )
+    )
+    figures.append(
+        Figure(
+            f"{key}_worker_lag_messages",
+            float(lag_at_end),
+            "messages",
+            f"live {fleet.boilers:,} boilers: worker lag when the fleet stopped",
+            note="raw messages not yet committed by the worker (commit interval 1 s)",
+        )
+    )
+    return figures, crashes(log)
+
+
+def _lag(bootstrap: str, group: str, topic: str, partitions: int) -> int:
+    from benchmarks.broker import end_offsets
+
+    async def lag() -> int:
+        ends = await end_offsets(bootstrap, topic)
+        async with Committed(bootstrap, group, topic, partitions) as c:
+            return max(0, sum(ends.values()) - await c.total())
+
+    return asyncio.run(lag())
