@@ -168,4 +168,7 @@ class DataQualityIssue(Derived):
 
     @property
     def id(self) -> str:
-        return f"{self.key}:{self.kind}:{self.channel or '-'}:{self.start_ms}"
+        # An issue that opens and later closes is published twice (without,
+        # then with end_ms): the two records must not share an id.
+        span = self.start_ms if self.end_ms is None else f"{self.start_ms}-{self.end_ms}"
+        return f"{self.key}:{self.kind}:{self.channel or '-'}:{span}"

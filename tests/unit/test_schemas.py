@@ -329,3 +329,22 @@ def test_every_type_exports_a_json_schema() -> None:
     assert frame_schema["$schema"].endswith("2020-12/schema")
     assert "L/min" in frame_schema["properties"]["flow_lpm"]["description"]
     assert {"boilers", "boiler_idx", "dt_ms", "gateway", "seq"} <= set(frame_schema["required"])
+
+
+def test_an_issue_that_opens_then_closes_gets_two_ids() -> None:
+    # Published once when it opens and once when it closes (end_ms set): a
+    # consumer de-duplicating derived events by id must keep both records.
+    common = dict(
+        kind="sensor_stuck",
+        gateway="gw-01",
+        site="site-01",
+        boiler="b-001",
+        channel="flow_lpm",
+        start_ms=60_000,
+        detail="flow constant",
+    )
+    opened = DataQualityIssue(**common)
+    closed = DataQualityIssue(**common, end_ms=420_000)
+    assert opened.id == "b-001:sensor_stuck:flow_lpm:60000"
+    assert closed.id == "b-001:sensor_stuck:flow_lpm:60000-420000"
+    assert opened.key == closed.key == "b-001"
