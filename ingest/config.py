@@ -60,6 +60,13 @@ class GatewayConfig(BaseModel):
         description="reject_new: refuse new events (SpoolFullError), nothing accepted is lost;"
         " drop_oldest: discard the oldest spooled events to make room",
     )
+    spool_memory_bytes: int = Field(
+        16 * MIB,
+        ge=0,
+        description="the most recently spooled messages are also kept in memory up to this"
+        " many bytes, so the sender does not read them back from disk; 0 reads every message"
+        " back",
+    )
     spool_synchronous: Literal["NORMAL", "FULL"] = Field(
         "FULL",
         description="SQLite synchronous pragma: FULL survives power loss, NORMAL only"

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from heatstream.errors import HeatstreamError
 
 if TYPE_CHECKING:
+    from heatstream.ingest.columns import EncodedFrame
     from heatstream.schemas.envelope import Envelope
 
 
@@ -55,7 +56,7 @@ class SpoolFullError(GatewayError):
         self,
         message: str,
         *,
-        events: Sequence[Envelope] = (),
+        events: Sequence[Envelope | EncodedFrame] = (),
         raw: bytes | None = None,
         spool_bytes: int = 0,
         max_bytes: int = 0,

@@ -3,6 +3,7 @@
 Flow inside one `Gateway`:
 
     add_sample ─► FrameBuilder (open frame) ─seal─► seq ─► encode ─► Spool (SQLite, durable)
+    publish_columns (numpy) ─► check ─────────────► seq ─► encode ─►   │
     send_compute / send / send_raw ─────────────────────────────────►   │
                                                      SpoolSender ◄──────┘ ─► Kafka (acks=all)
 
@@ -22,12 +23,14 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeAlias
 
+import numpy as np
 from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
 from heatstream.ingest.backoff import Backoff
+from heatstream.ingest.columns import EncodedFrame, check_columns, encode_columns
 from heatstream.ingest.config import GatewayConfig
 from heatstream.ingest.counters import CounterBook, GatewayCounters
 from heatstream.ingest.errors import (
@@ -45,13 +48,13 @@ from heatstream.ingest.spoolworker import AsyncSpool
 from heatstream.ingest.statelock import StateLock
 from heatstream.schemas import signing
 from heatstream.schemas.compute import JobFinished, JobStarted, NodeState, PowerCapSet
-from heatstream.schemas.envelope import MAX_TIME_MS, MIN_TIME_MS, Envelope
+from heatstream.schemas.envelope import MAX_TIME_MS, MIN_TIME_MS, Envelope, make_event_id
 from heatstream.schemas.serde import encode, format_validation_error
 from heatstream.schemas.telemetry import TelemetryFrame
 from heatstream.schemas.topics import RAW_EVENTS, topic_name
 from heatstream.settings import KafkaSettings
 
-__all__ = ["Gateway", "GatewayConfig", "GatewayCounters"]
+__all__ = ["EncodedFrame", "Gateway", "GatewayConfig", "GatewayCounters"]
 
 log = logging.getLogger("heatstream.ingest.gateway")
 
@@ -59,13 +62,15 @@ COMPUTE_EVENTS: dict[str, type[Envelope]] = {
     m.model_fields["schema_name"].default: m
     for m in (JobStarted, JobFinished, NodeState, PowerCapSet)
 }
-_PUBLISHABLE = (TelemetryFrame, JobStarted, JobFinished, NodeState, PowerCapSet)
+_PUBLISHABLE = (TelemetryFrame, JobStarted, JobFinished, NodeState, PowerCapSet, EncodedFrame)
 # Record-batch framing, headers and key around a value (aiokafka counts them too).
 _MESSAGE_OVERHEAD = 512
 _DROP_LOG_EVERY_S = 30.0
 
 Clock = Callable[[], int]
-AcceptedHook = Callable[[Sequence[Envelope]], object]
+#: What the gateway publishes: validated models, or frames sealed from columns.
+Publishable: TypeAlias = Envelope | EncodedFrame
+AcceptedHook = Callable[[Sequence[Publishable]], object]
 
 
 def wall_clock_ms() -> int:
@@ -134,6 +139,7 @@ class Gateway:
                 max_bytes=config.spool_max_bytes,
                 policy=config.spool_full_policy,
                 synchronous=config.spool_synchronous,
+                memory_bytes=config.spool_memory_bytes,
             )
         except BaseException:
             if self._seq is not None:
@@ -253,6 +259,65 @@ class Gateway:
             gateway=self.config.gateway, site=self.config.site, seq=seq, ingest_time_ms=now
         )
 
+    def seal_columns(
+        self,
+        boilers: Sequence[str],
+        boiler_idx: Sequence[int] | np.ndarray,
+        t_ms: Sequence[int] | np.ndarray,
+        columns: Mapping[str, Sequence[float | None] | np.ndarray],
+    ) -> EncodedFrame:
+        """Seal a whole frame given as columns (next seq, ingest time = clock), unsent.
+
+        Sample `i` is boiler `boilers[boiler_idx[i]]` at event time `t_ms[i]` (int ms
+        since the epoch); each channel in `columns` holds one value per sample, NaN
+        or None where a reading is missing. The open frame of `add_sample` is left
+        alone. Raises SampleError (a ValueError) naming field, index and value when
+        the arrays break the contract, EventRejectedError when the frame is above
+        max_message_bytes; neither uses up a sequence number.
+        """
+        self._check_running()
+        assert self._seq is not None
+        body = check_columns(boilers, boiler_idx, t_ms, columns)
+        now = self._now_ms()
+        gateway, site = self.config.gateway, self.config.site
+        seq = self._seq.peek  # encoded and measured before the number is taken
+        value = encode_columns(body, gateway=gateway, site=site, seq=seq, ingest_time_ms=now)
+        event_id = make_event_id(gateway, seq)
+        key = self.config.hmac_key
+        if key is not None:
+            value, _ = signing.sign(value, key)
+        self._check_size(SpoolRow(event_id, self._key, value), f"frame {event_id}")
+        taken = self._seq.allocate()
+        assert taken == seq
+        return EncodedFrame(
+            event_id=event_id,
+            gateway=gateway,
+            site=site,
+            seq=seq,
+            event_time_ms=body.event_time_ms,
+            ingest_time_ms=now,
+            n_samples=body.n_samples,
+            value=value,
+        )
+
+    async def publish_columns(
+        self,
+        boilers: Sequence[str],
+        boiler_idx: Sequence[int] | np.ndarray,
+        t_ms: Sequence[int] | np.ndarray,
+        columns: Mapping[str, Sequence[float | None] | np.ndarray],
+    ) -> EncodedFrame:
+        """Seal a frame from columns (see `seal_columns`) and spool it; returns it.
+
+        The open frame of `add_sample`, if any, is sealed and spooled first, so
+        readings leave in the order they were handed over.
+        """
+        self._check_running()
+        await self._seal_and_accept()
+        frame = self.seal_columns(boilers, boiler_idx, t_ms, columns)
+        await self._accept([frame])
+        return frame
+
     async def flush(self) -> None:
         """Seal the open frame; return once everything accepted so far is sent, or is
         durably spooled while the broker is unreachable."""
@@ -283,27 +348,32 @@ class Gateway:
 
     # -- events -------------------------------------------------------------------
 
-    async def send(self, event: Envelope) -> None:
-        """Publish an already-sealed event (through the spool). Sending the same event
-        twice is allowed: a duplicate delivery, de-duplicated downstream by event_id."""
+    async def send(self, event: Publishable) -> None:
+        """Publish an already-sealed event or EncodedFrame (through the spool). Sending
+        the same event twice is allowed: a duplicate delivery, de-duplicated downstream
+        by event_id."""
         self._check_running()
-        if not isinstance(event, _PUBLISHABLE):
-            raise EventRejectedError(
-                f"send() takes a TelemetryFrame or a compute event, not {type(event).__name__};"
-                " use send_raw() for arbitrary bytes"
-            )
-        for field in ("gateway", "site"):
-            mine, theirs = getattr(self.config, field), getattr(event, field)
-            if theirs != mine:
-                raise EventRejectedError(
-                    f"event {event.event_id}: {field} = {theirs!r}, but this gateway is {mine!r}"
-                )
+        self._check_own(event)
         await self._accept([event])
 
-    async def send_compute(
+    async def send_many(self, events: Sequence[Publishable]) -> None:
+        """Publish sealed events in this order in one spool transaction: all of them
+        are accepted, or none (SpoolFullError carries them all). Cheaper than one
+        `send` each when a gateway has several events at hand."""
+        self._check_running()
+        for event in events:
+            self._check_own(event)
+        if events:
+            await self._accept(events)
+
+    def seal_compute(
         self, schema_name: str, *, boiler: str, event_time_ms: int, **fields: Any
-    ) -> int:
-        """Build a compute event (next seq) from its fields, spool it, return its seq."""
+    ) -> Envelope:
+        """Build and validate a compute event with the next seq, without sending it.
+
+        Raises EventRejectedError (a ValueError) naming the field when the event
+        breaks its contract; then no sequence number is used up.
+        """
         self._check_running()
         model = COMPUTE_EVENTS.get(schema_name)
         if model is None:
@@ -318,16 +388,26 @@ class Gateway:
             "site": self.config.site,
             "boiler": boiler,
             "event_time_ms": event_time_ms,
+            "ingest_time_ms": self._now_ms(),
+            # Validated with the number it will get; taken only once it is valid, so a
+            # gateway bug does not burn a number.
+            "seq": self._seq.peek,
         }
-        data["ingest_time_ms"] = self._now_ms()
-        # Validate before allocating, so a gateway bug does not burn a number.
         try:
-            model.model_validate({**data, "seq": 0})
-            event = model.model_validate({**data, "seq": self._seq.allocate()})
+            event = model.model_validate(data)
         except ValidationError as exc:
             raise EventRejectedError(
                 f"{schema_name} for boiler {boiler!r}: {format_validation_error(exc)}"
             ) from None
+        taken = self._seq.allocate()
+        assert taken == event.seq
+        return event
+
+    async def send_compute(
+        self, schema_name: str, *, boiler: str, event_time_ms: int, **fields: Any
+    ) -> int:
+        """Build a compute event (next seq) from its fields, spool it, return its seq."""
+        event = self.seal_compute(schema_name, boiler=boiler, event_time_ms=event_time_ms, **fields)
         await self._accept([event])
         return event.seq
 
@@ -366,8 +446,10 @@ class Gateway:
         if frame is not None:
             await self._accept([frame])
 
-    def _encode(self, event: Envelope) -> tuple[Envelope, bytes]:
+    def _encode(self, event: Publishable) -> tuple[Publishable, bytes]:
         """The event as it goes out (with its hmac when a key is set) and its bytes."""
+        if isinstance(event, EncodedFrame):
+            return event, event.value  # encoded (and signed) when sealed
         key = self.config.hmac_key
         if key is None:
             return event, encode(event)
@@ -376,7 +458,7 @@ class Gateway:
         value, code = signing.sign(encode(event), key)
         return event.model_copy(update={"hmac": code}), value
 
-    async def _accept(self, events: Sequence[Envelope]) -> None:
+    async def _accept(self, events: Sequence[Publishable]) -> None:
         encoded = [self._encode(e) for e in events]
         events = [e for e, _ in encoded]
         rows = [SpoolRow(event_id=e.event_id, key=self._key, value=v) for e, v in encoded]
@@ -438,6 +520,19 @@ class Gateway:
                 f" within [{MIN_TIME_MS}, {MAX_TIME_MS}]"
             )
         return now
+
+    def _check_own(self, event: Publishable) -> None:
+        if not isinstance(event, _PUBLISHABLE):
+            raise EventRejectedError(
+                f"send() takes a TelemetryFrame, an EncodedFrame or a compute event, not"
+                f" {type(event).__name__}; use send_raw() for arbitrary bytes"
+            )
+        for field in ("gateway", "site"):
+            mine, theirs = getattr(self.config, field), getattr(event, field)
+            if theirs != mine:
+                raise EventRejectedError(
+                    f"event {event.event_id}: {field} = {theirs!r}, but this gateway is {mine!r}"
+                )
 
     def _check_size(self, row: SpoolRow, what: str) -> None:
         if row.size + _MESSAGE_OVERHEAD > self.config.max_message_bytes:

@@ -71,16 +71,19 @@ class SpoolSender:
         self._wake.set()
 
     async def run(self) -> None:
+        rows: list[StoredRow] | None = None  # claimed already, when a send went well
         while True:
             if self._producer is None and not await self._connect():
                 continue
-            self._wake.clear()  # before claiming, so a later append is never missed
-            rows = await self._spool.claim(self._batch_max_events, _BATCH_MAX_BYTES)
+            if rows is None:
+                self._wake.clear()  # before claiming, so a later append is never missed
+                rows = await self._spool.claim(self._batch_max_events, _BATCH_MAX_BYTES)
             if not rows:
                 await self._notify()
                 await self._wake.wait()
+                rows = None
                 continue
-            await self._send(rows)
+            rows = await self._send(rows)
 
     async def _connect(self) -> bool:
         producer = self._make_producer()
@@ -95,7 +98,10 @@ class SpoolSender:
         self._succeeded()
         return True
 
-    async def _send(self, rows: list[StoredRow]) -> None:
+    async def _send(self, rows: list[StoredRow]) -> list[StoredRow] | None:
+        """Produce `rows`, wait for every ack, delete the acknowledged ones. When all
+        went well, the next rows are claimed in the same trip to the spool and
+        returned; None after a failure (then the sender backs off first)."""
         assert self._producer is not None
         latencies = self._counters.record_latency
         pending: list[tuple[StoredRow, asyncio.Future[object]]] = []
@@ -116,7 +122,14 @@ class SpoolSender:
         if error is not None and not isinstance(error, RETRIABLE):
             await self._spool.release()
             raise error
-        await self._spool.ack(row.pos for row in acked)
+        following: list[StoredRow] | None = None
+        if error is None:
+            self._wake.clear()  # as in run(): the claim below sees every earlier append
+            following = await self._spool.ack_and_claim(
+                (row.pos for row in acked), self._batch_max_events, _BATCH_MAX_BYTES
+            )
+        else:
+            await self._spool.ack(row.pos for row in acked)
         self._counters.sent += sum(1 for r in acked if r.event_id is not None)
         self._counters.raw_sent += sum(1 for r in acked if r.event_id is None)
         self._mirror_gauges()
@@ -125,6 +138,7 @@ class SpoolSender:
         else:
             self._succeeded()
             await self._notify()
+        return following
 
     async def _failed(self, exc: BaseException, doing: str) -> None:
         counters = self._counters

@@ -21,6 +21,13 @@ which is sequence order unless the caller deliberately sent events out of
 order. The bound counts message bytes (value + key); the file itself is a bit
 larger and keeps its high-water size after draining (SQLite reuses free pages).
 
+Cheap on the hot path, because a healthy gateway writes every message once and
+then deletes it: the most recent rows are also kept in memory (`memory_bytes`,
+a suffix of the spool), so the sender claims them without reading them back
+from disk, and acknowledged rows are deleted by position range, one statement
+per run of consecutive rows, with sizes already known. Only a backlog larger
+than `memory_bytes`, or rows left by an earlier process, are read from SQLite.
+
 When a new batch does not fit, the policy decides, explicitly:
 
 * `reject_new`: the batch is refused with SpoolFullError; nothing already
@@ -35,10 +42,11 @@ Not thread-safe: the gateway calls it from one dedicated thread.
 from __future__ import annotations
 
 import sqlite3
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from heatstream.ingest.config import SpoolFullPolicy
 from heatstream.ingest.errors import SpoolFullError
@@ -91,10 +99,12 @@ class Spool:
         max_bytes: int,
         policy: SpoolFullPolicy = "reject_new",
         synchronous: Literal["NORMAL", "FULL"] = "FULL",
+        memory_bytes: int = 16 * 2**20,
     ) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.policy = policy
+        self.memory_bytes = memory_bytes
         # check_same_thread=False: opened by the event loop's thread, then used only
         # by the gateway's single spool thread.
         self._db = sqlite3.connect(
@@ -109,6 +119,11 @@ class Spool:
         self.count: int = int(count)
         self.bytes: int = int(total)
         self._claimed_upto = 0  # rows with pos <= this are in flight
+        self._claimed: dict[int, StoredRow] = {}  # the rows of the current claim
+        # The newest rows, also in memory: always a suffix of the spool (every row
+        # with pos >= _tail[0].pos is in it), so len(_tail) == count means all of it.
+        self._tail: deque[StoredRow] = deque()
+        self._tail_bytes = 0
         self._closed = False
 
     # -- writing ------------------------------------------------------------------
@@ -137,23 +152,47 @@ class Spool:
         try:
             if victims:
                 db.executemany("DELETE FROM spool WHERE pos = ?", [(v[0],) for v in victims])
-            db.executemany(
-                "INSERT INTO spool (event_id, key, value, size) VALUES (?, ?, ?, ?)",
-                [(r.event_id, r.key, r.value, r.size) for r in rows],
-            )
-            last_pos = int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
+            stored = []
+            for r in rows:
+                cursor = db.execute(
+                    "INSERT INTO spool (event_id, key, value, size) VALUES (?, ?, ?, ?)",
+                    (r.event_id, r.key, r.value, r.size),
+                )
+                assert cursor.lastrowid is not None
+                stored.append(StoredRow(cursor.lastrowid, r.event_id, r.key, r.value, r.size))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        last_pos = stored[-1].pos
         dropped_bytes = sum(v[2] for v in victims)
         self.count += len(rows) - len(victims)
         self.bytes += needed - dropped_bytes
+        if victims:
+            self._forget({v[0] for v in victims})
+        self._remember(stored)
         return AppendResult(
             last_pos=last_pos,
             dropped=tuple(v[1] for v in victims),
             dropped_bytes=dropped_bytes,
         )
+
+    def _remember(self, rows: list[StoredRow]) -> None:
+        tail = self._tail
+        tail.extend(rows)
+        self._tail_bytes += sum(r.size for r in rows)
+        while tail and self._tail_bytes > self.memory_bytes:
+            self._tail_bytes -= tail.popleft().size  # still on disk, read back when due
+
+    def _forget(self, positions: set[int]) -> None:
+        """Drop deleted rows from the in-memory tail (it stays a suffix of the spool)."""
+        tail = self._tail
+        while tail and tail[0].pos in positions:
+            self._tail_bytes -= tail.popleft().size
+        if tail and any(p >= tail[0].pos for p in positions):
+            kept = [r for r in tail if r.pos not in positions]
+            self._tail = deque(kept)
+            self._tail_bytes = sum(r.size for r in kept)
 
     def _full(self, needed: int) -> SpoolFullError:
         return SpoolFullError(
@@ -184,50 +223,77 @@ class Spool:
         """The oldest rows (at least one if any), marked in flight until ack or release."""
         rows: list[StoredRow] = []
         total = 0
-        cursor = self._db.execute(
-            "SELECT pos, event_id, key, value, size FROM spool ORDER BY pos LIMIT ?",
-            (max_rows,),
-        )
-        for pos, event_id, key, value, size in cursor:
-            if rows and total + size > max_bytes:
-                break
-            rows.append(StoredRow(pos, event_id, key, value, size))
-            total += size
-        cursor.close()
+        in_memory = bool(self._tail) and len(self._tail) == self.count
+        cursor = None
+        if in_memory:
+            source: Iterable[Any] = self._tail
+        else:
+            cursor = self._db.execute(
+                "SELECT pos, event_id, key, value, size FROM spool ORDER BY pos LIMIT ?",
+                (max_rows,),
+            )
+            source = cursor
+        try:
+            for item in source:
+                row = item if in_memory else StoredRow(*item)
+                if len(rows) >= max_rows or (rows and total + row.size > max_bytes):
+                    break
+                rows.append(row)
+                total += row.size
+        finally:
+            if cursor is not None:
+                cursor.close()
+        self._claimed = {r.pos: r for r in rows}
         self._claimed_upto = rows[-1].pos if rows else 0
         return rows
 
     def ack(self, positions: Iterable[int]) -> int:
         """Delete the acknowledged rows and end the claim; returns how many were deleted."""
-        params = [(p,) for p in positions]
+        acked = sorted(set(positions))
         deleted = 0
-        if params:
+        if acked:
+            claimed = self._claimed
             db = self._db
             db.execute("BEGIN IMMEDIATE")
             try:
                 before = db.total_changes
-                sizes = [
-                    row[0]
-                    for p in params
-                    for row in db.execute("SELECT size FROM spool WHERE pos = ?", p)
-                ]
-                db.executemany("DELETE FROM spool WHERE pos = ?", params)
+                if all(p in claimed for p in acked):
+                    # Claimed rows are consecutive in the spool: a run of acknowledged
+                    # ones is a position range holding no other row.
+                    freed = sum(claimed[p].size for p in acked)
+                    db.executemany(
+                        "DELETE FROM spool WHERE pos BETWEEN ? AND ?", _runs(acked, claimed)
+                    )
+                else:  # not from the current claim: look each row up
+                    freed = sum(
+                        row[0]
+                        for p in acked
+                        for row in db.execute("SELECT size FROM spool WHERE pos = ?", (p,))
+                    )
+                    db.executemany("DELETE FROM spool WHERE pos = ?", [(p,) for p in acked])
                 deleted = db.total_changes - before
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             self.count -= deleted
-            self.bytes -= sum(sizes)
+            self.bytes -= freed
+            self._forget(set(acked))
+        self._claimed = {}
         self._claimed_upto = 0
         return deleted
 
     def release(self) -> None:
         """End the claim without deleting anything (the send failed)."""
+        self._claimed = {}
         self._claimed_upto = 0
 
     def head(self) -> int | None:
         """Position of the oldest row, None when empty."""
+        if self.count == 0:
+            return None
+        if self._tail and len(self._tail) == self.count:
+            return self._tail[0].pos
         row = self._db.execute("SELECT min(pos) FROM spool").fetchone()
         return None if row[0] is None else int(row[0])
 
@@ -235,3 +301,16 @@ class Spool:
         if not self._closed:
             self._closed = True
             self._db.close()
+
+
+def _runs(acked: list[int], claimed: dict[int, StoredRow]) -> list[tuple[int, int]]:
+    """(first, last) positions of each run of acknowledged rows consecutive in the claim."""
+    order = sorted(claimed)
+    rank = {p: i for i, p in enumerate(order)}
+    runs: list[tuple[int, int]] = []
+    for p in acked:
+        if runs and rank[p] == rank[runs[-1][1]] + 1:
+            runs[-1] = (runs[-1][0], p)
+        else:
+            runs.append((p, p))
+    return runs

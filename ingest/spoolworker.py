@@ -48,6 +48,17 @@ class AsyncSpool:
     async def ack(self, positions: Iterable[int]) -> int:
         return await self._run(self._spool.ack, list(positions))
 
+    async def ack_and_claim(
+        self, positions: Iterable[int], max_rows: int, max_bytes: int
+    ) -> list[StoredRow]:
+        """`ack`, then `claim` the next rows, in one trip to the spool's thread."""
+
+        def both(done: list[int]) -> list[StoredRow]:
+            self._spool.ack(done)
+            return self._spool.claim(max_rows, max_bytes)
+
+        return await self._run(both, list(positions))
+
     async def release(self) -> None:
         await self._run(self._spool.release)
 

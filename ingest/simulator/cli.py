@@ -258,6 +258,13 @@ def simulate(
         f" (seed {seed}, {len(sim.faults)} faults, frames of {format_duration_ms(span_ms)},"
         f" {'dry run' if dry_run else settings.kafka.bootstrap})"
     )
+    simulated = sim.end_ms - sim.start_ms
+    if simulated != config.duration_ms:
+        console.print(
+            f"note: --duration {duration} is not a whole number of"
+            f" {format_duration_ms(span_ms)} frames: simulating {format_duration_ms(simulated)}"
+            " (set --frame-span to cover it exactly)"
+        )
     try:
         report = run_with_progress(sim, settings.kafka, options, console, show)
     except HeatstreamError as exc:

@@ -16,6 +16,7 @@ by the publisher.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,30 +53,38 @@ LOAD_FLUCTUATION = 0.004  # relative sd of IT power around the job schedule
 
 @dataclass(slots=True)
 class FrameData:
-    """One gateway's readings over one frame span: the body of a TelemetryFrame."""
+    """One gateway's readings over one frame span: the body of a TelemetryFrame, as
+    arrays (what `Gateway.publish_columns` takes), NaN where a reading is missing."""
 
     gateway: int
     event_time_ms: int
     boilers: list[str]
-    boiler_idx: list[int]
-    dt_ms: list[int]
-    columns: dict[str, list[float | None]]  # in contract (CHANNEL_NAMES) order
+    boiler_idx: np.ndarray  # int64, per sample: index into boilers
+    dt_ms: np.ndarray  # int64, per sample: ms after event_time_ms
+    columns: dict[str, np.ndarray]  # float64, in contract (CHANNEL_NAMES) order
+
+    @property
+    def t_ms(self) -> np.ndarray:
+        """Absolute sample times."""
+        return self.dt_ms + self.event_time_ms
 
     def payload(self) -> dict[str, Any]:
+        """The body as TelemetryFrame fields (lists, None for a missing reading)."""
         return {
             "event_time_ms": self.event_time_ms,
             "boilers": self.boilers,
-            "boiler_idx": self.boiler_idx,
-            "dt_ms": self.dt_ms,
-            **self.columns,
+            "boiler_idx": self.boiler_idx.tolist(),
+            "dt_ms": self.dt_ms.tolist(),
+            **{
+                name: [None if math.isnan(x) else x for x in v.tolist()]
+                for name, v in self.columns.items()
+            },
         }
 
-    def samples_of(self, boiler: str) -> tuple[list[int], dict[str, list[float | None]]]:
+    def samples_of(self, boiler: str) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """The absolute times and readings of one boiler in this frame."""
-        b = self.boilers.index(boiler)
-        rows = [i for i, x in enumerate(self.boiler_idx) if x == b]
-        times = [self.event_time_ms + self.dt_ms[i] for i in rows]
-        return times, {k: [v[i] for i in rows] for k, v in self.columns.items()}
+        rows = self.boiler_idx == self.boilers.index(boiler)
+        return self.t_ms[rows], {k: v[rows] for k, v in self.columns.items()}
 
 
 @dataclass(slots=True)
@@ -171,7 +180,9 @@ class Simulation:
         f = self.fleet
         n, n_b = t_nom.size, f.n_boilers
         m = self.config.physics_steps
-        n_steps = n // m
+        # The last chunk of a run may end inside a physics step: that step is
+        # computed whole, and only its first samples are emitted.
+        n_steps = -(-n // m)
         firsts = np.arange(0, n, m)  # sample index opening each physics step
         outdoor = self.weather.outdoor_c(t_nom, np.arange(f.n_sites))[:, f.site]
         daily = self.weather.outdoor_c(t_nom[firsts], np.arange(f.n_sites), diurnal=False)
@@ -181,7 +192,7 @@ class Simulation:
         for b, schedule in enumerate(self.schedules):
             it_demand[:, b], busy[:, b] = schedule.at(t_nom)
         load = np.maximum(it_demand * (1.0 + LOAD_FLUCTUATION * noise[:, :, LOAD_COLUMN]), 0.0)
-        step_load = load.reshape(n_steps, m, n_b).mean(axis=1)
+        step_load = np.add.reduceat(load, firsts, axis=0) / np.diff(firsts, append=n)[:, None]
         fraction = self.caps.at(t_nom[firsts])
         cap = np.where(fraction >= 1.0, np.inf, fraction * f.nominal_kw[None, :])
         foul, pump_flow, pump_on, leak, wet = self._physical_faults(t_nom[firsts])
@@ -222,10 +233,10 @@ class Simulation:
 
         def interpolated(k: str) -> np.ndarray:
             a, b = track[k][:-1], track[k][1:]
-            return (a[:, None, :] + share * (b - a)[:, None, :]).reshape(n, n_b)
+            return (a[:, None, :] + share * (b - a)[:, None, :]).reshape(n_steps * m, n_b)[:n]
 
         def held(x: np.ndarray) -> np.ndarray:
-            return np.repeat(x, m, axis=0)
+            return np.repeat(x, m, axis=0)[:n]
 
         supply, ret, mdot = (
             interpolated("supply_c"),
@@ -383,33 +394,30 @@ class Simulation:
                 else ComputeEvent(ev.t_ms + offset, ev.boiler, ev.schema_name, ev.fields)
             )
 
-        # Per gateway, the chunk's readings become per-frame flat lists in one tolist()
-        # per channel: (samples, boilers) -> (frames, samples per frame x boilers).
+        # Per gateway, the chunk's readings become per-frame rows of one array per
+        # channel: (samples, boilers) -> (frames, samples per frame x boilers). The
+        # frames are views of those rows: no per-reading Python object is made.
         frames_of: list[list[FrameData]] = [[] for _ in range(n_periods)]
         for g, members in enumerate(f.gateway_boilers):
             width = spp * members.size
-            columns: dict[str, list[list[float | None]]] = {}
+            columns: dict[str, np.ndarray] = {}
             for name in CHANNEL_NAMES:
                 block = readings[name][:, members]
-                missing = np.isnan(block)
-                if missing.all():
+                if np.isnan(block).all():
                     continue
-                if missing.any():
-                    block = block.astype(object)
-                    block[missing] = None
-                columns[name] = block.reshape(n_periods, width).tolist()
+                columns[name] = block.reshape(n_periods, width)
             times = (t_true[:, members] + np.repeat(skew[:, g], spp)[:, None]).reshape(
                 n_periods, width
             )
             t0 = times.min(axis=1)
-            dts = (times - t0[:, None]).tolist()
+            dts = times - t0[:, None]
             ids = [f.boiler_ids[b] for b in members.tolist()]
-            idx = list(range(members.size)) * spp
-            for p in range(n_periods):
+            idx = np.tile(np.arange(members.size, dtype=np.int64), spp)
+            for p, start in enumerate(t0.tolist()):
                 frames_of[p].append(
                     FrameData(
                         gateway=g,
-                        event_time_ms=int(t0[p]),
+                        event_time_ms=start,
                         boilers=ids,
                         boiler_idx=idx,
                         dt_ms=dts[p],

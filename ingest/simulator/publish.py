@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from heatstream.errors import HeatstreamError
 from heatstream.ingest.config import Compression, GatewayConfig
-from heatstream.ingest.gateway import Gateway
+from heatstream.ingest.gateway import EncodedFrame, Gateway, Publishable
 from heatstream.ingest.producer import build_producer, kafka_security_kwargs
 from heatstream.ingest.simulator.delivery import Delivery
 from heatstream.ingest.simulator.engine import FrameData, Period, Simulation
@@ -37,9 +39,6 @@ from heatstream.ingest.simulator.transport import (
     NullProducer,
     OutageProducer,
 )
-from heatstream.schemas.envelope import Envelope
-from heatstream.schemas.serde import encode
-from heatstream.schemas.telemetry import TelemetryFrame
 from heatstream.settings import KafkaSettings
 
 MIB = 2**20
@@ -241,8 +240,7 @@ class _GatewayWorker:
             if f.kind == "malformed" and f.gateway == g
         }
         # frame span index -> events to send then (held back frames and copies).
-        self._later: dict[int, list[Envelope]] = defaultdict(list)
-        self._last_accepted: Envelope | None = None
+        self._later: dict[int, list[Publishable]] = defaultdict(list)
         options = pub.options
         samples = cfg.steps_per_frame * len(fleet.gateway_boilers[g])
         config = GatewayConfig(
@@ -255,6 +253,7 @@ class _GatewayWorker:
             frame_max_bytes=options.frame_max_bytes,
             linger_ms=None,  # frames are sealed on simulated time, never by wall time
             spool_max_bytes=1024 * MIB,
+            spool_memory_bytes=BACKPRESSURE_BYTES,  # a backlog up to it is never read back
             spool_synchronous="NORMAL",
             compression=options.compression,
             retry_backoff_ms=50,
@@ -266,7 +265,6 @@ class _GatewayWorker:
             config,
             pub.kafka,
             clock_ms=self.clock,
-            on_accepted=self._accepted,
             producer_factory=lambda: self._producer(config),
         )
         self.counters = self.gateway.counters
@@ -284,9 +282,6 @@ class _GatewayWorker:
         elif inner is None:
             inner = NullProducer()
         return OutageProducer(inner, self.uplink.offline)
-
-    def _accepted(self, events: Sequence[Envelope]) -> None:
-        self._last_accepted = events[-1]
 
     async def run(self) -> None:
         gw = self.gateway
@@ -320,37 +315,44 @@ class _GatewayWorker:
         self.done.set()
 
     async def _publish(self, period: Period) -> None:
+        """One frame span of this gateway: its compute events, its frame (or the bad
+        message replacing it), foreign frames and what is due from earlier spans,
+        sealed in that order and spooled in one transaction (`send_many`)."""
         gw, g, report = self.gateway, self.g, self.pub.report
         fleet = self.fleet
         start = period.start_ms
+        out: list[Publishable] = []
         for ev in period.events[g]:
-            await gw.send_compute(
+            event = gw.seal_compute(
                 ev.schema_name,
                 boiler=fleet.boiler_ids[ev.boiler],
                 event_time_ms=ev.t_ms,
                 **ev.fields,
             )
+            out.append(event)
             report.compute_events += 1
             after = self.delivery.event(g, start)
-            if after is not None and self._last_accepted is not None:
-                self._later[period.index + after].append(self._last_accepted)
+            if after is not None:
+                self._later[period.index + after].append(event)
                 report.duplicates += 1
 
         fate = self.delivery.frame(g, start)
-        frame = await self._seal(period.frames[g])
+        frame = self._seal(period.frames[g])
         report.frames += 1
         if fate.replace_with is not None:
             assert fate.replace_fault is not None
             rng = self._malformed[fate.replace_fault]
+            await gw.send_many(out)  # the bad message takes the frame's place in the log
+            out = []
             await gw.send_raw(
-                corrupt(encode(frame), fate.replace_with, rng), key=frame.gateway.encode()
+                corrupt(frame.value, fate.replace_with, rng), key=frame.gateway.encode()
             )
             report.malformed += 1
         elif fate.hold_frames:
             self._later[period.index + fate.hold_frames].append(frame)
             report.held_back += 1
         else:
-            await gw.send(frame)
+            out.append(frame)
         if fate.duplicate_after is not None and fate.replace_with is None:
             self._later[period.index + fate.hold_frames + fate.duplicate_after].append(frame)
             report.duplicates += 1
@@ -358,48 +360,18 @@ class _GatewayWorker:
         for fault in self.delivery.foreign(g, start):
             assert fault.boiler is not None
             owner = int(fleet.gateway[fault.boiler])
-            await gw.send(await self._seal_foreign(period.frames[owner], fault.boiler))
+            out.append(self._seal_foreign(period.frames[owner], fault.boiler))
             report.foreign += 1
 
-        for event in self._later.pop(period.index, []):
-            await gw.send(event)
+        out.extend(self._later.pop(period.index, []))
+        await gw.send_many(out)
 
-    async def _seal(self, data: FrameData) -> TelemetryFrame:
-        """The frame under the identity the SDK gives it.
+    def _seal(self, data: FrameData) -> EncodedFrame:
+        """The frame, sealed by the SDK from the simulation's arrays (next seq, and
+        ingest time = this gateway's simulated clock), not yet sent."""
+        return self.gateway.seal_columns(data.boilers, data.boiler_idx, data.t_ms, data.columns)
 
-        The SDK hands out sequence numbers when it seals a frame it built sample by
-        sample, which costs a Python call per sample. So it seals a one-reading
-        stub (the frame's first sample, never sent) and the whole frame, built
-        column-wise from the simulation's arrays, is published with the stub's
-        envelope: same seq, same ingest time. The engine's frames are validated
-        against the contract by the unit tests.
-        """
-        gw = self.gateway
-        first = data.boiler_idx[0]
-        await gw.add_sample(
-            data.boilers[first], data.event_time_ms + data.dt_ms[0], {"it_power_kw": 0.0}
-        )
-        stub = gw.seal()
-        assert stub is not None
-        return TelemetryFrame.model_construct(
-            event_id=stub.event_id,
-            gateway=stub.gateway,
-            seq=stub.seq,
-            site=stub.site,
-            ingest_time_ms=stub.ingest_time_ms,
-            **data.payload(),
-        )
-
-    async def _seal_foreign(self, owner_frame: FrameData, boiler: int) -> TelemetryFrame:
+    def _seal_foreign(self, owner_frame: FrameData, boiler: int) -> EncodedFrame:
         boiler_id = self.fleet.boiler_ids[boiler]
         times, values = owner_frame.samples_of(boiler_id)
-        t0 = min(times)
-        data = FrameData(
-            gateway=self.g,
-            event_time_ms=t0,
-            boilers=[boiler_id],
-            boiler_idx=[0] * len(times),
-            dt_ms=[t - t0 for t in times],
-            columns=values,
-        )
-        return await self._seal(data)
+        return self.gateway.seal_columns([boiler_id], np.zeros(times.size, np.int64), times, values)

@@ -3,7 +3,9 @@
     python gateway_child.py BOOTSTRAP TOPIC STATE_DIR ACCEPTED_FILE STEPS
 
 Step k is one reading of each of 4 boilers at event time T0 + 100 k ms (values
-derived from (boiler, k)), plus a compute event every 25 steps. Every event the
+derived from (boiler, k)), plus a compute event every 25 steps. Readings go in
+blocks of 10 steps: even blocks sample by sample (`add_sample`), odd blocks as
+one columnar frame (`publish_columns`), so both paths are killed mid-stream. Every event the
 SDK reports as accepted is appended to ACCEPTED_FILE as
 "event_id sha256 max_event_time kind" (kind: frame or compute; written with
 os.write on an O_APPEND descriptor, so in the kernel before the callback
@@ -22,8 +24,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from heatstream.ingest.gateway import Gateway, GatewayConfig
-from heatstream.schemas.envelope import Envelope
+import numpy as np
+
+from heatstream.ingest.gateway import EncodedFrame, Gateway, GatewayConfig, Publishable
 from heatstream.schemas.serde import encode
 from heatstream.schemas.telemetry import TelemetryFrame
 from heatstream.settings import KafkaSettings
@@ -37,10 +40,34 @@ def reading(boiler: int, step: int) -> dict[str, float]:
     return {"supply_temp_c": 60.0 + boiler + (step % 50) / 10, "flow_lpm": 10.0 + step % 7}
 
 
-def max_event_time(event: Envelope) -> int:
+def max_event_time(event: Publishable) -> int:
+    if isinstance(event, EncodedFrame):
+        event = event.decode()
     if isinstance(event, TelemetryFrame):
         return event.event_time_ms + max(event.dt_ms)
     return event.event_time_ms
+
+
+def digest(event: Publishable) -> str:
+    return hashlib.sha256(
+        event.value if isinstance(event, EncodedFrame) else encode(event)
+    ).hexdigest()
+
+
+def columnar(step: int) -> bool:
+    return (step // 10) % 2 == 1
+
+
+async def publish_block(gw: Gateway, steps: list[int]) -> None:
+    """The readings of `steps` as one frame sealed from columns."""
+    n = len(BOILERS)
+    names = list(reading(0, 0))
+    await gw.publish_columns(
+        BOILERS,
+        np.tile(np.arange(n), len(steps)),
+        np.repeat(np.array([T0 + s * STEP_MS for s in steps], dtype=np.int64), n),
+        {c: np.array([reading(b, s)[c] for s in steps for b in range(n)]) for c in names},
+    )
 
 
 def accepted_lines(accepted_file: Path) -> list[list[str]]:
@@ -68,10 +95,10 @@ async def main(
 ) -> None:
     fd = os.open(accepted_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
-    def record(events: Sequence[Envelope]) -> None:
+    def record(events: Sequence[Publishable]) -> None:
         lines = "".join(
-            f"{e.event_id} {hashlib.sha256(encode(e)).hexdigest()} {max_event_time(e)}"
-            f" {'frame' if isinstance(e, TelemetryFrame) else 'compute'}\n"
+            f"{e.event_id} {digest(e)} {max_event_time(e)}"
+            f" {'frame' if isinstance(e, TelemetryFrame | EncodedFrame) else 'compute'}\n"
             for e in events
         )
         os.write(fd, lines.encode())
@@ -90,9 +117,15 @@ async def main(
     )
     start, compute_start = resume_steps(accepted_file)
     async with Gateway(config, KafkaSettings(bootstrap=bootstrap), on_accepted=record) as gw:
+        block: list[int] = []
         for step in range(min(start, compute_start), steps):
             t = T0 + step * STEP_MS
-            if step >= start:
+            if step >= start and columnar(step):
+                block.append(step)
+                if step % 10 == 9 or step == steps - 1:
+                    await publish_block(gw, block)
+                    block = []
+            elif step >= start:
                 for b, boiler in enumerate(BOILERS):
                     await gw.add_sample(boiler, t, reading(b, step))
             if step % 25 == 0 and step >= compute_start:

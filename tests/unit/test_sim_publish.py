@@ -262,3 +262,22 @@ def test_cli_refuses_bad_options_with_a_reason(cli: Any, args: list[str], messag
     result = CliRunner().invoke(cli, ["simulate", "--dry-run", *args])
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
+
+
+def test_cli_runs_a_duration_that_ends_inside_a_physics_step(cli: Any, tmp_path: Path) -> None:
+    """The physics steps every 10 s; 25 s of 5 s frames used to crash on the cut step."""
+    args = ["simulate", "--boilers", "4", "--sites", "2", "--duration", "25s"]
+    args += ["--frame-span", "5s", "--dry-run", "--totals", str(tmp_path / "t.json")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    totals = orjson.loads((tmp_path / "t.json").read_bytes())
+    assert totals["messages"]["frames"] == 2 * 5
+    assert totals["run"]["end"] - totals["run"]["start"] == 25_000
+
+
+def test_cli_says_when_the_duration_is_cut_to_whole_frames(cli: Any) -> None:
+    args = ["simulate", "--boilers", "2", "--sites", "1", "--duration", "95s", "--dry-run"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "--duration 95s is not a whole number of 1m frames: simulating 1m" in said
