@@ -99,17 +99,14 @@ def _process(msgs: list[Message], parts: list[int], inv: Inventory, partitions: 
 
 
 def _core(msgs: list[Message], parts: list[int], inv: Inventory, partitions: int) -> None:
-    """As streams/app.py in a backlog: state exported per gateway per batch."""
+    """As streams/app.py in a backlog: the rows a batch changed exported per batch."""
     procs = [Processor(inv) for _ in range(partitions)]
-    touched: dict[str, Processor] = {}
     for i, ((key, raw), p) in enumerate(zip(msgs, parts, strict=True)):
         for emit in procs[p].process(raw, key, Origin("t", p, i, 0)):
             encode(emit.event)
-        touched[key.decode()] = procs[p]
         if (i + 1) % BATCH_MAX == 0 or i + 1 == len(msgs):
-            for g, proc in touched.items():
-                proc.export_gateway(g)
-            touched.clear()
+            for proc in procs:
+                proc.dirty_rows()
 
 
 async def _live(

@@ -3,11 +3,13 @@
 The agent reads raw messages as bytes (decoding is the core's job, so that a
 malformed message becomes a dead letter instead of a crashed stream), hands
 them to the partition's `Processor` and sends what it returns. State lives in
-one RocksDB-backed table keyed by gateway id, co-partitioned with the raw topic
-(whose key is the gateway id): after each batch of messages, once what they
-emitted is acknowledged, each touched gateway's state is written back, one
-changelog record per gateway per batch, so a worker killed at any point
-recovers a state no newer than its acknowledged outputs. Adding worker
+one RocksDB-backed table, co-partitioned with the raw topic (whose key is the
+gateway id), in small rows: one per gateway and one per group of a few of its
+boilers (see `Processor.dirty_rows`), so that no changelog record grows with
+the fleet behind a gateway. After each batch of messages, once what they
+emitted is acknowledged, the rows the batch changed are written back, so a
+worker killed at any point recovers a state no newer than its acknowledged
+outputs. Adding worker
 processes spreads the partitions, i.e. the gateways.
 """
 
@@ -112,24 +114,43 @@ def build_app(
     async def send(spec: TopicSpec, key: str, payload: bytes) -> asyncio.Future[Any]:
         return await topics[spec.name].send(key=key.encode(), value=payload)
 
+    def put_rows(rows: list[tuple[bytes, bytes]], last_event: Any) -> None:
+        # Faust picks a table key's changelog partition from the event being
+        # processed; after a batch, name the partition's last one. Every row of
+        # a processor (a boiler's too: it goes with the gateway that owns it)
+        # belongs to that partition.
+        token = _current_event.set(weakref.ref(last_event))
+        try:
+            for row_key, value in rows:
+                state[row_key] = value
+        finally:
+            _current_event.reset(token)
+
     @app.agent(topics[RAW_EVENTS.name], name="intake")
     async def intake(stream: faust.StreamT[bytes]) -> None:
         # Batches amortise the two per-message costs that dominate: waiting for
-        # the broker to acknowledge what we emitted, and the changelog record of
-        # the state. Both happen once per batch (state: once per gateway).
+        # the broker to acknowledge what we emitted, and the changelog records of
+        # the state. Both happen once per batch (state: once per changed row).
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             pending: list[asyncio.Future[Any]] = []
-            touched: dict[str, tuple[Processor, Any]] = {}
+            # partition -> (its processor, its last event in the batch)
+            touched: dict[int, tuple[Processor, Any]] = {}
             for event in events:
                 message = event.message
                 raw: bytes = message.value if message.value is not None else b""
                 key: bytes | None = message.key
                 proc = processor_for(message.partition)
                 gateway = proc.gateway_of(key, raw)
-                if gateway is not None and not proc.has_gateway(gateway):
-                    saved = state.get(gateway.encode())
-                    if saved is not None:
-                        proc.import_gateway(gateway, saved)
+                if gateway is not None and proc.needs_import(gateway):
+                    # First message of this gateway here (start, rebalance):
+                    # its row and those of the boilers it owns. The store reads
+                    # a key from the partition of the current event, which in a
+                    # batch is the last one taken: name this one.
+                    token = _current_event.set(weakref.ref(event))
+                    try:
+                        proc.import_rows(gateway, state.get)
+                    finally:
+                        _current_event.reset(token)
                 origin = Origin(
                     topic=message.topic,
                     partition=message.partition,
@@ -138,21 +159,25 @@ def build_app(
                 )
                 for emit in proc.process(raw, key, origin):
                     pending.append(await send(emit.topic, emit.key, encode(emit.event)))
-                if gateway is not None and proc.has_gateway(gateway):
-                    touched[gateway] = (proc, event)
+                touched[message.partition] = (proc, event)
             # State is written only once what it emitted is acknowledged: after
             # a crash the state may lag (outputs re-emitted with identical bytes,
             # de-duplicated by key downstream) but never lead (an output lost).
             if pending:
                 await asyncio.gather(*pending)
-            for gateway, (proc, last_event) in touched.items():
-                # Faust picks a table key's changelog partition from the event
-                # being processed; after the batch, name the gateway's last one.
-                token = _current_event.set(weakref.ref(last_event))
-                try:
-                    state[gateway.encode()] = proc.export_gateway(gateway)
-                finally:
-                    _current_event.reset(token)
+            changed = [(proc.dirty_rows(), last_event) for proc, last_event in touched.values()]
+            # The embedded broker (Tansu 0.6) reports a partition's end offset as
+            # the base offset of its last record batch + 1: when the changelog's
+            # last batch holds several rows, a worker restarted on its data dir
+            # finds its persisted offset past that "end" and Faust's recovery
+            # stops (ConsistencyError). So the last row of each partition goes
+            # alone, once the others are acknowledged: one round trip per batch.
+            for rows, last_event in changed:
+                put_rows(rows[:-1], last_event)
+            if any(len(rows) > 1 for rows, _ in changed):
+                await app.producer.flush()
+            for rows, last_event in changed:
+                put_rows(rows[-1:], last_event)
 
     async def wall_clock_liveness() -> None:
         # The live-only check of DESIGN.md: a gateway alone on its partition

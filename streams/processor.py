@@ -7,12 +7,23 @@ anomalies and leaks. Its output depends only on the messages and their order
 in the partition, never on the wall clock, which is what makes a replay from
 offset 0 produce the same derived events as the live run. The Faust app, the
 replay command, the benchmarks and the tests all drive this same class.
+
+State is saved as table rows (see "state rows" below): one small row per
+gateway and one per group of at most `boilers_per_row` of its boilers, each
+well under a Kafka record's size whatever the fleet behind a gateway. The
+processor keeps track of the boilers a message changed, so that only their
+rows are written back (`dirty_rows`), and keeps the slow-changing part of a
+boiler (ledger, rollups, detectors: they change only when one of its windows
+closes or a compute event arrives) encoded, so that it is not encoded again
+while it does not change.
 """
 
 from __future__ import annotations
 
+import logging
 import pickle
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +51,31 @@ from heatstream.streams.detectors import (
 from heatstream.streams.intake import SequenceTracker, decode_and_authorise
 from heatstream.streams.rollup import Rollups
 from heatstream.streams.stats import WindowStats
-from heatstream.streams.windows import CHANNEL_INDEX, N_ROWS, QUARANTINE_ROW, WindowEngine, WindowParams
+from heatstream.streams.windows import (
+    CHANNEL_INDEX,
+    N_ROWS,
+    QUARANTINE_ROW,
+    WindowEngine,
+    WindowParams,
+)
+
+log = logging.getLogger(__name__)
+
+#: A table row (one Kafka changelog record) must stay under the producer's
+#: max_request_size (Faust: 1,000,000 bytes). Rows are far smaller by
+#: construction: a boiler holds at most lateness + window + 2 x max gap of its
+#: samples and bounded detector state, a row at most `boilers_per_row` boilers.
+MAX_ROW_BYTES = 900 * 1024
+ROW_VERSION = 2
+
+
+def gateway_key(gateway: str) -> bytes:
+    return b"g:" + gateway.encode()
+
+
+def boilers_key(first: str, slot: int) -> bytes:
+    """The row of the boiler group whose first member is `first`, in one of its two slots."""
+    return f"b:{first}.{slot}".encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,10 +97,18 @@ class Emit:
 
 @dataclass(frozen=True, slots=True)
 class ProcessorParams:
-    windows: WindowParams = WindowParams()
-    skew: SkewParams = SkewParams()
+    windows: WindowParams = field(default_factory=WindowParams)
+    skew: SkewParams = field(default_factory=SkewParams)
     gateway_silent_ms: int = 300_000
     sequence_horizon: int = 4096
+    #: Boilers per state row. One changelog record has a fixed cost in Faust
+    #: (about 0.2-0.5 ms here), and a gateway's frames change all its boilers:
+    #: grouping keeps records per message few, and rows far below the limit.
+    boilers_per_row: int = 8
+
+    def __post_init__(self) -> None:
+        if self.boilers_per_row < 1:
+            raise ValueError(f"boilers_per_row must be at least 1, got {self.boilers_per_row}")
 
 
 @dataclass(slots=True)
@@ -101,7 +144,9 @@ class Processor:
     def __init__(self, inventory: Inventory, params: ProcessorParams = ProcessorParams()) -> None:
         self.inventory = inventory
         self.params = params
-        meter_on_supply = frozenset(b.id for b in inventory.boilers if b.flow_meter_side == "supply")
+        meter_on_supply = frozenset(
+            b.id for b in inventory.boilers if b.flow_meter_side == "supply"
+        )
         self.engine = WindowEngine(params.windows, meter_on_supply)
         self.sequences: dict[str, SequenceTracker] = {}
         self.boilers: dict[str, BoilerState] = {}
@@ -109,6 +154,25 @@ class Processor:
         self.clocks: dict[str, ClockSkewTracker] = {}
         self.counters = Counters()
         self.resolution = resolution_label(params.windows.window_ms)
+        k = params.boilers_per_row
+        # gateway -> its boilers cut in groups, one row each (inventory order)
+        self._groups = {
+            g.id: [g.boilers[i : i + k] for i in range(0, len(g.boilers), k)]
+            for g in inventory.gateways
+        }
+        self._group_of = {  # boiler -> (gateway, index of its group)
+            b: (g, i)
+            for g, groups in self._groups.items()
+            for i, grp in enumerate(groups)
+            for b in grp
+        }
+        # gateway -> {first boiler of a group: slot holding its last written row}
+        self._slots: dict[str, dict[str, int]] = {}
+        self._dirty_gateways: set[str] = set()
+        self._dirty_boilers: set[str] = set()  # ledger/rollups/detectors changed
+        # boiler -> its ledger, rollups and detectors encoded, while they do not change
+        self._cores: dict[str, bytes] = {}
+        self._loaded: set[str] = set()  # gateways whose saved rows were looked up
 
     # -- the one entry point ------------------------------------------------
 
@@ -121,6 +185,7 @@ class Processor:
             out.append(self._dead_letter(raw, key, origin, exc.reason, str(exc)))
             return out
 
+        self._dirty_gateways.add(event.gateway)
         tracker = self.sequences.get(event.gateway)
         if tracker is None:
             tracker = self.sequences[event.gateway] = SequenceTracker(self.params.sequence_horizon)
@@ -130,21 +195,35 @@ class Processor:
             return out
         if verdict == "too_old":
             out.append(
-                self._late(raw, key, origin, f"seq {event.seq} of gateway {event.gateway!r} is older "
-                           f"than the de-duplication horizon ({self.params.sequence_horizon} events)")
+                self._late(
+                    raw,
+                    key,
+                    origin,
+                    f"seq {event.seq} of gateway {event.gateway!r} is older "
+                    f"than the de-duplication horizon ({self.params.sequence_horizon} events)",
+                )
             )
             return out
         for first, last in gaps:
-            out.append(self._dq(DataQualityIssue(
-                kind="sequence_gap", gateway=event.gateway, site=event.site, start_ms=event.event_time_ms,
-                count=last - first + 1,
-                detail=f"gateway {event.gateway} sequence numbers {first}..{last} never arrived",
-            )))
+            out.append(
+                self._dq(
+                    DataQualityIssue(
+                        kind="sequence_gap",
+                        gateway=event.gateway,
+                        site=event.site,
+                        start_ms=event.event_time_ms,
+                        count=last - first + 1,
+                        detail=f"gateway {event.gateway} sequence numbers {first}..{last} never arrived",
+                    )
+                )
+            )
 
         clock = self.clocks.get(event.gateway)
         if clock is None:
             clock = self.clocks[event.gateway] = ClockSkewTracker(self.params.skew)
-        for issue in clock.observe(event.gateway, event.site, _event_max_t(event), event.ingest_time_ms):
+        for issue in clock.observe(
+            event.gateway, event.site, _event_max_t(event), event.ingest_time_ms
+        ):
             out.append(self._dq(issue))
 
         if isinstance(event, TelemetryFrame):
@@ -152,8 +231,14 @@ class Processor:
         else:
             out.extend(self._compute(event, raw, key, origin))
 
-        for issue in self.liveness.observe(event.gateway, event.site, _event_max_t(event),
-                                           partition_max_ms=self.engine.partition_max_t):
+        for issue in self.liveness.observe(
+            event.gateway,
+            event.site,
+            _event_max_t(event),
+            partition_max_ms=self.engine.partition_max_t,
+        ):
+            # A silence found by the sweep changes the silent gateway's row.
+            self._dirty_gateways.add(issue.gateway)
             out.append(self._dq(issue))
         for stats in self.engine.close_ready():
             out.extend(self._closed(stats))
@@ -161,7 +246,9 @@ class Processor:
 
     # -- raw events ---------------------------------------------------------
 
-    def _frame(self, frame: TelemetryFrame, raw: bytes, key: bytes | None, origin: Origin) -> list[Emit]:
+    def _frame(
+        self, frame: TelemetryFrame, raw: bytes, key: bytes | None, origin: Origin
+    ) -> list[Emit]:
         out: list[Emit] = []
         self.counters.frames += 1
         self.counters.readings += frame.n_readings
@@ -180,21 +267,38 @@ class Processor:
                 by_key.setdefault((v.boiler, v.field), []).append(v)
             for (boiler, channel), found in sorted(by_key.items()):
                 spec = CHANNEL_BY_NAME[channel]
-                out.append(self._dq(DataQualityIssue(
-                    kind="out_of_range", gateway=frame.gateway, site=frame.site, boiler=boiler,
-                    channel=channel, start_ms=found[0].t_ms, end_ms=found[-1].t_ms, count=len(found),
-                    detail=f"{len(found)} reading(s) outside [{spec.low}, {spec.high}] {spec.unit}, "
-                           f"first {found[0]}; quarantined, kept out of heat totals",
-                )))
+                out.append(
+                    self._dq(
+                        DataQualityIssue(
+                            kind="out_of_range",
+                            gateway=frame.gateway,
+                            site=frame.site,
+                            boiler=boiler,
+                            channel=channel,
+                            start_ms=found[0].t_ms,
+                            end_ms=found[-1].t_ms,
+                            count=len(found),
+                            detail=f"{len(found)} reading(s) outside [{spec.low}, {spec.high}] {spec.unit}, "
+                            f"first {found[0]}; quarantined, kept out of heat totals",
+                        )
+                    )
+                )
         t = frame.t_ms
+        # One stable sort splits the samples by boiler (in frame order within
+        # each), instead of one mask per boiler over all samples.
         idx = np.asarray(frame.boiler_idx, dtype=np.int64)
+        order = np.argsort(idx, kind="stable")
+        present, starts = np.unique(idx[order], return_index=True)
+        bounds = [*starts.tolist(), n]
+        t, values = t[order], values[:, order]
         late_total = 0
         late_boilers: list[str] = []
-        for b, boiler in enumerate(frame.boilers):
-            mask = idx == b
-            if not mask.any():
-                continue
-            accepted = self.engine.add(frame.gateway, frame.site, boiler, t[mask], values[:, mask])
+        for k, b in enumerate(present.tolist()):
+            boiler = frame.boilers[b]
+            lo, hi = bounds[k], bounds[k + 1]
+            accepted = self.engine.add(
+                frame.gateway, frame.site, boiler, t[lo:hi], values[:, lo:hi]
+            )
             self._boiler(boiler, frame.site)
             if accepted.late:
                 late_total += accepted.late
@@ -202,33 +306,54 @@ class Processor:
         self.engine.advance(frame.gateway, int(t.max()))
         if late_total:
             self.counters.late_samples += late_total
-            out.append(self._late(
-                raw, key, origin,
-                f"{late_total} of {n} samples arrived after their window closed "
-                f"(allowed lateness {self.params.windows.allowed_lateness_ms} ms) for "
-                f"{', '.join(late_boilers[:5])}{' ...' if len(late_boilers) > 5 else ''}; "
-                "not folded into heat totals",
-            ))
-            out.append(self._dq(DataQualityIssue(
-                kind="late_event", gateway=frame.gateway, site=frame.site,
-                boiler=late_boilers[0] if len(late_boilers) == 1 else None,
-                start_ms=frame.event_time_ms, count=late_total,
-                detail=f"frame {frame.event_id}: {late_total} late samples routed to the late-events topic",
-            )))
+            out.append(
+                self._late(
+                    raw,
+                    key,
+                    origin,
+                    f"{late_total} of {n} samples arrived after their window closed "
+                    f"(allowed lateness {self.params.windows.allowed_lateness_ms} ms) for "
+                    f"{', '.join(late_boilers[:5])}{' ...' if len(late_boilers) > 5 else ''}; "
+                    "not folded into heat totals",
+                )
+            )
+            out.append(
+                self._dq(
+                    DataQualityIssue(
+                        kind="late_event",
+                        gateway=frame.gateway,
+                        site=frame.site,
+                        boiler=late_boilers[0] if len(late_boilers) == 1 else None,
+                        start_ms=frame.event_time_ms,
+                        count=late_total,
+                        detail=f"frame {frame.event_id}: {late_total} late samples routed to the late-events topic",
+                    )
+                )
+            )
         return out
 
     def _compute(
-        self, event: JobStarted | JobFinished | NodeState | PowerCapSet, raw: bytes,
-        key: bytes | None, origin: Origin,
+        self,
+        event: JobStarted | JobFinished | NodeState | PowerCapSet,
+        raw: bytes,
+        key: bytes | None,
+        origin: Origin,
     ) -> list[Emit]:
         self.counters.compute_events += 1
         buf = self.engine.boilers.get(event.boiler)
         if buf is not None and event.event_time_ms < buf.cursor:
             self.counters.late_samples += 1
-            return [self._late(raw, key, origin,
-                               f"{event.schema_name} at {event.event_time_ms} is older than the last "
-                               f"closed window of {event.boiler} (ends {buf.cursor})")]
+            return [
+                self._late(
+                    raw,
+                    key,
+                    origin,
+                    f"{event.schema_name} at {event.event_time_ms} is older than the last "
+                    f"closed window of {event.boiler} (ends {buf.cursor})",
+                )
+            ]
         self._boiler(event.boiler, event.site).ledger.apply(event)
+        self._changed(event.boiler)
         self.engine.advance(event.gateway, event.event_time_ms)
         return []
 
@@ -237,6 +362,7 @@ class Processor:
     def _closed(self, stats: WindowStats) -> list[Emit]:
         out: list[Emit] = []
         state = self._boiler(stats.boiler, stats.site)
+        self._changed(stats.boiler)
         boiler = self.inventory.boiler_by_id[stats.boiler]
         site = self.inventory.site_by_id[stats.site]
         throttled, cap_kw = state.ledger.throttled(stats.start_ms, stats.end_ms)
@@ -300,51 +426,194 @@ class Processor:
     def has_gateway(self, gateway: str) -> bool:
         return gateway in self.sequences
 
-    def export_gateway(self, gateway: str) -> bytes:
-        """Everything this partition knows about one gateway and its boilers, as bytes."""
-        owned = self.inventory.gateway_by_id[gateway].boilers
-        engine = self.engine.to_state(gateway)
-        boilers = {
-            b: {
-                "ledger": st.ledger.to_state(),
-                "rollups": st.rollups.to_state(),
-                "efficiency": st.efficiency.to_state(),
-                "leaks": st.leaks.to_state(),
-                "quality": st.quality.to_state(),
-            }
-            for b in owned
-            if (st := self.boilers.get(b)) is not None
-        }
-        state = {
-            "v": 1,
-            "engine": engine,
-            "seq": self.sequences[gateway].to_state(),
-            "boilers": boilers,
-            "liveness": _liveness_row(self.liveness, gateway),
-            "clock": self.clocks[gateway].to_state() if gateway in self.clocks else None,
-        }
-        # Internal state of our own table, never read from outside: pickle is
-        # the fastest faithful encoding of numpy buffers and nested dicts.
-        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    # -- state rows (the Faust table's unit) -----------------------------------
+    #
+    # b"g:<gateway>": sequence tracker, liveness row, clock-skew tracker, the
+    #     window engine's clock of the gateway (and the partition's maxima), and
+    #     the manifest: which slot holds the current row of each boiler group.
+    # b"b:<first boiler of the group>.<slot>": for each boiler of the group, its
+    #     window buffer and its ledger, rollups and detectors (encoded apart,
+    #     encoded again only when they change).
+    # A group's row is written to the slot its current row is not in, and the
+    # gateway row, written after them, names the new slot: a write cut short
+    # (a worker killed mid-batch) leaves the manifest pointing at rows of one
+    # batch, never at a mix of batches, so that replaying the batch from the
+    # committed offset stays exact. All the rows of a processor belong to its
+    # partition: boilers go with the gateway that owns them, which keys the raw
+    # messages.
 
-    def import_gateway(self, gateway: str, blob: bytes) -> None:
-        state = pickle.loads(blob)  # noqa: S301 - our own table, see export_gateway
-        self.engine.load_state(state["engine"])
-        self.sequences[gateway] = SequenceTracker.from_state(state["seq"])
-        for boiler, b in state["boilers"].items():
-            site = self.inventory.boiler_by_id[boiler].site
-            self.boilers[boiler] = BoilerState(
-                ledger=ComputeLedger.from_state(b["ledger"]),
-                rollups=Rollups.from_state(boiler, site, b["rollups"]),
-                efficiency=EfficiencyDetector.from_state(boiler, site, b["efficiency"]),
-                leaks=LeakDetector.from_state(boiler, site, b["leaks"]),
-                quality=QualityDetector.from_state(boiler, site, b["quality"]),
+    def needs_import(self, gateway: str) -> bool:
+        """Whether the saved rows of `gateway` must be loaded before its next message."""
+        return gateway not in self._loaded and gateway not in self.sequences
+
+    def import_rows(self, gateway: str, get: Callable[[bytes], bytes | None]) -> bool:
+        """Load the saved rows of a gateway and of the boilers it owns, read with `get`
+        (a table lookup: row key -> value, None when absent); whether any was found."""
+        self._loaded.add(gateway)
+        blob = get(gateway_key(gateway))
+        if blob is None:
+            legacy = get(gateway.encode())
+            if legacy is None:
+                return False
+            self._import_v1(gateway, legacy)
+            return True
+        state = pickle.loads(blob)
+        if state.get("v") != ROW_VERSION:
+            raise ValueError(
+                f"gateway row of {gateway!r} has version {state.get('v')!r}, not {ROW_VERSION}"
             )
+        self.sequences[gateway] = SequenceTracker.from_state(state["seq"])
         self.liveness = _with_liveness_row(
             self.liveness, gateway, state["liveness"], self.params.gateway_silent_ms
         )
         if state["clock"] is not None:
             self.clocks[gateway] = ClockSkewTracker.from_state(state["clock"], self.params.skew)
+        self.engine.load_clock(gateway, state["engine"])
+        loaded: list[str] = []
+        for first, slot in state["rows"].items():
+            row = get(boilers_key(first, slot))
+            if row is None:
+                continue
+            version, boilers = pickle.loads(row)
+            if version != ROW_VERSION:
+                raise ValueError(
+                    f"row of boilers from {first!r} has version {version!r}, not {ROW_VERSION}"
+                )
+            for boiler, (buffer, core) in boilers.items():
+                if self.inventory.owner_of.get(boiler) != gateway:
+                    continue  # moved to another gateway since
+                if buffer is not None:
+                    self.engine.load_boiler(boiler, buffer)
+                if core is not None:
+                    self.boilers[boiler] = self._boiler_from_state(boiler, pickle.loads(core))
+                    self._cores[boiler] = core
+                loaded.append(boiler)
+        current = {members[0] for members in self._groups[gateway]}
+        self._slots[gateway] = {f: s for f, s in state["rows"].items() if f in current}
+        if set(state["rows"]) - current:
+            # The inventory regrouped the gateway's boilers since: write them all
+            # again in their new groups (the manifest then forgets the old rows).
+            self._dirty_boilers.update(loaded)
+        return True
+
+    def dirty_rows(self) -> list[tuple[bytes, bytes]]:
+        """The rows changed since the last call, as (key, value), to write back in this
+        order (boiler groups, then the gateway rows that name them)."""
+        groups: dict[str, set[int]] = {}
+        for boiler in self._dirty_boilers | self.engine.changed:
+            where = self._group_of.get(boiler)
+            if where is not None:
+                groups.setdefault(where[0], set()).add(where[1])
+        self._dirty_boilers.clear()
+        self.engine.changed.clear()
+        rows: list[tuple[bytes, bytes]] = []
+        for gateway in sorted(groups):
+            if gateway not in self.sequences:
+                continue  # nothing of it has been processed: nothing to save
+            slots = self._slots.setdefault(gateway, {})
+            for index in sorted(groups[gateway]):
+                members = self._groups[gateway][index]
+                row = self._group_row(members)
+                if row is None:
+                    continue
+                if len(row) > MAX_ROW_BYTES:
+                    # Cannot happen with sane parameters (see MAX_ROW_BYTES); the
+                    # group keeps its previous row rather than kill the producer.
+                    log.error(
+                        "state row of gateway %s, boilers %s, is %d bytes, over the %d-byte "
+                        "limit of a changelog record: not written, their state will not "
+                        "survive a restart (lower streams boilers_per_row)",
+                        gateway,
+                        ", ".join(members),
+                        len(row),
+                        MAX_ROW_BYTES,
+                    )
+                    continue
+                slot = 1 - slots[members[0]] if members[0] in slots else 0
+                slots[members[0]] = slot
+                rows.append((boilers_key(members[0], slot), row))
+            self._dirty_gateways.add(gateway)
+        for gateway in sorted(self._dirty_gateways):
+            if gateway in self.sequences:
+                rows.append((gateway_key(gateway), self._gateway_row(gateway)))
+        self._dirty_gateways.clear()
+        return rows
+
+    def rows_of(self, gateway: str) -> list[tuple[bytes, bytes]]:
+        """Every row of a gateway as it stands (changed or not), without marking
+        anything written: for inspection and measurement."""
+        slots = self._slots.get(gateway, {})
+        rows = []
+        for members in self._groups[gateway]:
+            row = self._group_row(members)
+            if row is not None:
+                rows.append((boilers_key(members[0], slots.get(members[0], 0)), row))
+        if gateway in self.sequences:
+            rows.append((gateway_key(gateway), self._gateway_row(gateway)))
+        return rows
+
+    # Internal state of our own table, never read from outside: pickle is the
+    # fastest faithful encoding of numpy buffers and nested dicts.
+
+    def _gateway_row(self, gateway: str) -> bytes:
+        state = {
+            "v": ROW_VERSION,
+            "seq": self.sequences[gateway].to_state(),
+            "liveness": _liveness_row(self.liveness, gateway),
+            "clock": self.clocks[gateway].to_state() if gateway in self.clocks else None,
+            "engine": self.engine.clock_state(gateway),
+            "rows": dict(self._slots.get(gateway, {})),
+        }
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _group_row(self, members: tuple[str, ...]) -> bytes | None:
+        boilers = {}
+        for boiler in members:
+            core = self._cores.get(boiler)
+            if core is None and (st := self.boilers.get(boiler)) is not None:
+                core = self._cores[boiler] = pickle.dumps(
+                    {
+                        "ledger": st.ledger.to_state(),
+                        "rollups": st.rollups.to_state(),
+                        "efficiency": st.efficiency.to_state(),
+                        "leaks": st.leaks.to_state(),
+                        "quality": st.quality.to_state(),
+                    },
+                    protocol=pickle.HIGHEST_PROTOCOL,
+                )
+            buffer = self.engine.boiler_state(boiler)
+            if core is not None or buffer is not None:
+                boilers[boiler] = (buffer, core)
+        if not boilers:
+            return None
+        return pickle.dumps((ROW_VERSION, boilers), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _boiler_from_state(self, boiler: str, b: dict[str, Any]) -> BoilerState:
+        site = self.inventory.boiler_by_id[boiler].site
+        return BoilerState(
+            ledger=ComputeLedger.from_state(b["ledger"]),
+            rollups=Rollups.from_state(boiler, site, b["rollups"]),
+            efficiency=EfficiencyDetector.from_state(boiler, site, b["efficiency"]),
+            leaks=LeakDetector.from_state(boiler, site, b["leaks"]),
+            quality=QualityDetector.from_state(boiler, site, b["quality"]),
+        )
+
+    def _import_v1(self, gateway: str, blob: bytes) -> None:
+        """A whole-gateway value of the table's first layout (key: the bare gateway id).
+        Everything loaded is marked changed, so that it is written back as rows."""
+        state = pickle.loads(blob)
+        self.engine.load_state(state["engine"])
+        self.sequences[gateway] = SequenceTracker.from_state(state["seq"])
+        for boiler, b in state["boilers"].items():
+            self.boilers[boiler] = self._boiler_from_state(boiler, b)
+            self._changed(boiler)
+        self.liveness = _with_liveness_row(
+            self.liveness, gateway, state["liveness"], self.params.gateway_silent_ms
+        )
+        if state["clock"] is not None:
+            self.clocks[gateway] = ClockSkewTracker.from_state(state["clock"], self.params.skew)
+        self.engine.changed.update(state["engine"]["boilers"])
+        self._dirty_gateways.add(gateway)
 
     # -- helpers ------------------------------------------------------------
 
@@ -358,18 +627,32 @@ class Processor:
                 leaks=LeakDetector(boiler, site),
                 quality=QualityDetector(boiler, site),
             )
+            self._changed(boiler)
         return state
+
+    def _changed(self, boiler: str) -> None:
+        """A boiler's ledger, rollups or detectors changed: re-encode and write its row."""
+        self._dirty_boilers.add(boiler)
+        self._cores.pop(boiler, None)
 
     def _dq(self, issue: DataQualityIssue) -> Emit:
         self.counters.dq_issues += 1
         return Emit(topics.DATA_QUALITY, issue.key, issue)
 
-    def _dead_letter(self, raw: bytes, key: bytes | None, origin: Origin, reason: str, error: str) -> Emit:
+    def _dead_letter(
+        self, raw: bytes, key: bytes | None, origin: Origin, reason: str, error: str
+    ) -> Emit:
         self.counters.dead_letters += 1
         self.counters.by_reason[reason] += 1
         record = DeadLetter(
-            source_topic=origin.topic, source_partition=origin.partition, source_offset=origin.offset,
-            key=key, original=raw, reason=reason, error=error, stage="intake",
+            source_topic=origin.topic,
+            source_partition=origin.partition,
+            source_offset=origin.offset,
+            key=key,
+            original=raw,
+            reason=reason,
+            error=error,
+            stage="intake",
             rejected_at_ms=origin.timestamp_ms,
         )
         return Emit(topics.DEAD_LETTERS, (key or b"").decode("utf-8", "replace"), record)
@@ -377,8 +660,14 @@ class Processor:
     def _late(self, raw: bytes, key: bytes | None, origin: Origin, error: str) -> Emit:
         self.counters.late_events += 1
         record = DeadLetter(
-            source_topic=origin.topic, source_partition=origin.partition, source_offset=origin.offset,
-            key=key, original=raw, reason="late_event", error=error, stage="windows",
+            source_topic=origin.topic,
+            source_partition=origin.partition,
+            source_offset=origin.offset,
+            key=key,
+            original=raw,
+            reason="late_event",
+            error=error,
+            stage="windows",
             rejected_at_ms=origin.timestamp_ms,
         )
         return Emit(topics.LATE_EVENTS, (key or b"").decode("utf-8", "replace"), record)

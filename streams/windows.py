@@ -20,10 +20,18 @@ Rules (see DESIGN.md, "Event sourcing, concretely"):
 
 Everything depends only on the order of messages in the partition, so a live
 run and a replay from offset 0 close the same windows with the same contents.
+
+Cost: `close_ready` looks only at the boilers of gateways whose watermark may
+have moved (or whose buffers took samples) since its last call, not at every
+boiler of the partition. State is saved per boiler (`boiler_state`, its buffer
+alone, small and bounded: samples of about lateness + window + 2 x max gap)
+and per gateway (`clock_state`); `changed` names the boilers whose buffer
+changed, so that only those are written back.
 """
 
 from __future__ import annotations
 
+from bisect import insort
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,9 +75,11 @@ class BoilerBuffer:
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         if not self.times:
             return np.empty(0, dtype=np.int64), np.empty((N_ROWS, 0))
+        if len(self.times) == 1:
+            return self.times[0], self.values[0]
         t = np.concatenate(self.times)
         v = np.concatenate(self.values, axis=1)
-        if len(self.times) > 1:
+        if (t[1:] < t[:-1]).any():  # frames out of order (else the sort changes nothing)
             order = np.argsort(t, kind="stable")
             t, v = t[order], v[:, order]
         self.times, self.values = [t], [v]
@@ -99,6 +109,11 @@ class WindowEngine:
         self.boilers: dict[str, BoilerBuffer] = {}
         self.gateways: dict[str, GatewayClock] = {}
         self.partition_max_t = -1
+        #: boilers whose buffer changed since the owner last took this set
+        self.changed: set[str] = set()
+        self._by_gateway: dict[str, list[str]] = {}  # gateway -> its boilers, sorted
+        self._due: set[str] = set()  # gateways close_ready must look at
+        self._pmax_seen = -1  # partition_max_t at the last close_ready
 
     # -- input -------------------------------------------------------------
 
@@ -125,7 +140,9 @@ class WindowEngine:
                 int(t_ms.min()), int(t_ms.max()) - self.params.allowed_lateness_ms
             )
             start = oldest_possible // w * w
-            buf = self.boilers[boiler] = BoilerBuffer(gateway=gateway, site=site, cursor=start)
+            buf = BoilerBuffer(gateway=gateway, site=site, cursor=start)
+            self._put(boiler, buf)
+            self.changed.add(boiler)
         late_mask = t_ms < buf.cursor
         late = int(late_mask.sum())
         if late:
@@ -134,12 +151,28 @@ class WindowEngine:
         if t_ms.size:
             buf.times.append(t_ms)
             buf.values.append(values)
+            self.changed.add(boiler)
+            # New samples can make a window closable under an unchanged
+            # watermark (a boiler waiting for data after a silence).
+            self._due.add(buf.gateway)
         return Accepted(boiler=boiler, kept=int(t_ms.size), late=late)
+
+    def _put(self, boiler: str, buf: BoilerBuffer) -> None:
+        old = self.boilers.get(boiler)
+        if old is not None and old.gateway != buf.gateway:
+            self._by_gateway[old.gateway].remove(boiler)
+        self.boilers[boiler] = buf
+        members = self._by_gateway.setdefault(buf.gateway, [])
+        if old is None or old.gateway != buf.gateway:
+            insort(members, boiler)
+        self._due.add(buf.gateway)
 
     def advance(self, gateway: str, max_event_t: int) -> None:
         """Record the highest event time a gateway has sent (after its samples were added)."""
         clock = self.gateways.setdefault(gateway, GatewayClock())
-        clock.max_t = max(clock.max_t, max_event_t)
+        if max_event_t > clock.max_t:
+            clock.max_t = max_event_t
+            self._due.add(gateway)
         self.partition_max_t = max(self.partition_max_t, max_event_t)
 
     def watermark(self, gateway: str) -> int:
@@ -151,20 +184,42 @@ class WindowEngine:
     # -- output ------------------------------------------------------------
 
     def close_ready(self) -> Iterator[WindowStats]:
-        """Close every window whose watermark has passed; in boiler then time order."""
+        """Close every window whose watermark has passed; in boiler then time order.
+
+        Only gateways whose watermark may have moved, or whose boilers took
+        samples, since the last call are looked at: no other boiler can have a
+        window ready (its cursor, samples and watermark are as the last call
+        left them). The order is that of a scan of every boiler.
+        """
         p = self.params
-        for boiler in sorted(self.boilers):
+        due, self._due = self._due, set()
+        if self.partition_max_t != self._pmax_seen:
+            # The held watermark moved: it is the watermark of gateways whose
+            # own is behind it (silent ones). Per gateway, not per boiler.
+            self._pmax_seen = self.partition_max_t
+            held = self.partition_max_t - p.offline_hold_ms
+            due.update(g for g in self._by_gateway if self._own_watermark(g) < held)
+        if len(due) == 1:
+            boilers: list[str] = self._by_gateway.get(next(iter(due)), [])
+        else:
+            boilers = sorted(b for g in due for b in self._by_gateway.get(g, ()))
+        for boiler in boilers:
             buf = self.boilers[boiler]
             wm = self.watermark(buf.gateway)
             if wm < buf.cursor + p.window_ms + p.max_gap_ms:
                 continue
             yield from self._close_boiler(boiler, buf, wm)
 
+    def _own_watermark(self, gateway: str) -> int:
+        clock = self.gateways.get(gateway)
+        return clock.max_t - self.params.allowed_lateness_ms if clock else -1
+
     def _close_boiler(self, boiler: str, buf: BoilerBuffer, wm: int) -> Iterator[WindowStats]:
         p, w = self.params, self.params.window_ms
         t, v = buf.arrays()
         if t.size == 0:
             return
+        cursor = buf.cursor
         while wm >= buf.cursor + w + p.max_gap_ms:
             s, e = buf.cursor, buf.cursor + w
             nxt = np.searchsorted(t, s, side="left")
@@ -207,38 +262,62 @@ class WindowEngine:
         if keep_from:
             t, v = t[keep_from:], v[:, keep_from:]
             buf.times, buf.values = ([t], [v]) if t.size else ([], [])
+        if keep_from or buf.cursor != cursor:
+            self.changed.add(boiler)
 
     # -- state -------------------------------------------------------------
 
+    def boiler_state(self, boiler: str) -> dict[str, Any] | None:
+        """Plain-data state of one boiler's buffer (None: no buffer)."""
+        buf = self.boilers.get(boiler)
+        if buf is None:
+            return None
+        t, v = buf.arrays()
+        return {
+            "g": buf.gateway,
+            "s": buf.site,
+            "c": buf.cursor,
+            "st": buf.started,
+            "t": t.astype(np.int64, copy=False).tobytes(),
+            "v": v.astype(np.float64, copy=False).tobytes(),
+        }
+
+    def load_boiler(self, boiler: str, b: dict[str, Any]) -> None:
+        """Restore one boiler's buffer saved by `boiler_state`."""
+        t = np.frombuffer(b["t"], dtype=np.int64).copy()
+        v = np.frombuffer(b["v"], dtype=np.float64).reshape(N_ROWS, t.size).copy()
+        buf = BoilerBuffer(gateway=b["g"], site=b["s"], cursor=b["c"], started=b["st"])
+        if t.size:
+            buf.times, buf.values = [t], [v]
+        self._put(boiler, buf)
+
+    def clock_state(self, gateway: str) -> dict[str, Any]:
+        """Plain-data state of one gateway's clock (and the partition's maximum)."""
+        clock = self.gateways.get(gateway)
+        return {"max_t": clock.max_t if clock else None, "pmax": self.partition_max_t}
+
+    def load_clock(self, gateway: str, state: dict[str, Any]) -> None:
+        if state["max_t"] is not None:
+            self.gateways[gateway] = GatewayClock(max_t=state["max_t"])
+            self._due.add(gateway)
+        self.partition_max_t = max(self.partition_max_t, state["pmax"])
+
     def to_state(self, gateway: str | None = None) -> dict[str, Any]:
         """Plain-data state (of one gateway's boilers when `gateway` is given)."""
-        boilers = {}
-        for boiler, buf in self.boilers.items():
-            if gateway is not None and buf.gateway != gateway:
-                continue
-            t, v = buf.arrays()
-            boilers[boiler] = {
-                "g": buf.gateway,
-                "s": buf.site,
-                "c": buf.cursor,
-                "st": buf.started,
-                "t": t.astype(np.int64).tobytes(),
-                "v": v.astype(np.float64).tobytes(),
-            }
+        boilers = {
+            boiler: self.boiler_state(boiler)
+            for boiler, buf in self.boilers.items()
+            if gateway is None or buf.gateway == gateway
+        }
         clocks = {g: c.max_t for g, c in self.gateways.items() if gateway in (None, g)}
         return {"boilers": boilers, "gateways": clocks, "pmax": self.partition_max_t}
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Merge state produced by `to_state` (of the whole engine or of one gateway)."""
         for boiler, b in state["boilers"].items():
-            t = np.frombuffer(b["t"], dtype=np.int64).copy()
-            v = np.frombuffer(b["v"], dtype=np.float64).reshape(N_ROWS, t.size).copy()
-            buf = BoilerBuffer(gateway=b["g"], site=b["s"], cursor=b["c"], started=b["st"])
-            if t.size:
-                buf.times, buf.values = [t], [v]
-            self.boilers[boiler] = buf
+            self.load_boiler(boiler, b)
         for g, max_t in state["gateways"].items():
-            self.gateways[g] = GatewayClock(max_t=max_t)
+            self.load_clock(g, {"max_t": max_t, "pmax": state["pmax"]})
         self.partition_max_t = max(self.partition_max_t, state["pmax"])
 
     @classmethod

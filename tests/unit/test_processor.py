@@ -2,43 +2,79 @@
 
 from __future__ import annotations
 
+import pickle
+from dataclasses import replace
+
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from heatstream.inventory import synthetic_inventory
+from heatstream.inventory import Inventory, synthetic_inventory
 from heatstream.schemas import topics
-from heatstream.schemas.compute import JobStarted
+from heatstream.schemas.compute import JobFinished, JobStarted
 from heatstream.schemas.deadletter import DeadLetter
 from heatstream.schemas.derived import DataQualityIssue, HeatWindow
 from heatstream.schemas.serde import encode
 from heatstream.schemas.telemetry import TelemetryFrame
-from heatstream.streams.processor import Emit, Origin, Processor, ProcessorParams
+from heatstream.streams.detectors import EfficiencyDetector
+from heatstream.streams.processor import (
+    MAX_ROW_BYTES,
+    Emit,
+    Origin,
+    Processor,
+    ProcessorParams,
+)
 from heatstream.streams.windows import WindowParams
 
 T0 = 1_768_435_200_000
 INV = synthetic_inventory(boilers=4, sites=2)  # gw-01: boiler-0001, -0003; gw-02: -0002, -0004
-PARAMS = ProcessorParams(windows=WindowParams(window_ms=60_000, allowed_lateness_ms=20_000, max_gap_ms=5_000))
+PARAMS = ProcessorParams(
+    windows=WindowParams(window_ms=60_000, allowed_lateness_ms=20_000, max_gap_ms=5_000)
+)
 
 
-def frame_bytes(seq: int, t0: int, gateway: str = "gw-01", n: int = 2, supply: float = 65.0, **extra) -> bytes:
+CHANNELS = (
+    "supply_temp_c",
+    "return_temp_c",
+    "flow_lpm",
+    "it_power_kw",
+    "aux_power_kw",
+    "pressure_bar",
+)
+
+
+def frame_bytes(
+    seq: int, t0: int, gateway: str = "gw-01", n: int = 2, supply: float = 65.0, **extra
+) -> bytes:
     site = INV.gateway_by_id[gateway].site
     boilers = list(INV.gateway_by_id[gateway].boilers)
     idx = [b for _ in range(n) for b in range(len(boilers))]
     dt = [i * 1000 for i in range(n) for _ in boilers]
     count = len(idx)
     data = {
-        "gateway": gateway, "seq": seq, "site": site, "event_time_ms": t0, "ingest_time_ms": t0 + 100,
-        "boilers": boilers, "boiler_idx": idx, "dt_ms": dt,
-        "supply_temp_c": [supply] * count, "return_temp_c": [45.0] * count, "flow_lpm": [10.0] * count,
-        "it_power_kw": [15.0] * count, "aux_power_kw": [0.3] * count, "pressure_bar": [1.8] * count,
+        "gateway": gateway,
+        "seq": seq,
+        "site": site,
+        "event_time_ms": t0,
+        "ingest_time_ms": t0 + 100,
+        "boilers": boilers,
+        "boiler_idx": idx,
+        "dt_ms": dt,
+        "supply_temp_c": [supply] * count,
+        "return_temp_c": [45.0] * count,
+        "flow_lpm": [10.0] * count,
+        "it_power_kw": [15.0] * count,
+        "aux_power_kw": [0.3] * count,
+        "pressure_bar": [1.8] * count,
     }
     data.update(extra)
     return encode(TelemetryFrame.model_validate(data))
 
 
-def stream(gateway: str = "gw-01", seconds: int = 300, per_frame: int = 2) -> list[tuple[bytes, bytes]]:
+def stream(
+    gateway: str = "gw-01", seconds: int = 300, per_frame: int = 2
+) -> list[tuple[bytes, bytes]]:
     msgs = []
     for i, t in enumerate(range(T0, T0 + seconds * 1000, per_frame * 1000)):
         msgs.append((gateway.encode(), frame_bytes(i, t, gateway, n=per_frame)))
@@ -67,17 +103,30 @@ def test_windows_come_out_for_every_boiler_with_exact_heat() -> None:
     assert full[0].erf == pytest.approx(full[0].heat_kwh / ((15.0 + 0.3) / 60), rel=1e-9)
     # Site 1 displaces a gas boiler (0.9, 0.227 kg/kWh).
     assert full[0].co2_avoided_kg == pytest.approx(full[0].heat_kwh / 0.9 * 0.227)
-    assert all(e.topic is topics.HEAT_WINDOWS and e.key == e.event.boiler for e in out if isinstance(e.event, HeatWindow))
+    assert all(
+        e.topic is topics.HEAT_WINDOWS and e.key == e.event.boiler
+        for e in out
+        if isinstance(e.event, HeatWindow)
+    )
 
 
 @pytest.mark.parametrize(
     ("key", "raw", "reason", "text"),
     [
         (b"gw-01", b"{broken", "decode_error", "not valid JSON"),
-        (b"gw-01", b'{"schema_name": "telemetry.frame", "schema_version": 9}', "unknown_schema", "newer"),
+        (
+            b"gw-01",
+            b'{"schema_name": "telemetry.frame", "schema_version": 9}',
+            "unknown_schema",
+            "newer",
+        ),
         (b"gw-01", frame_bytes(0, T0)[:-30] + b"}", "decode_error", "not valid JSON"),
-        (b"gw-01", frame_bytes(0, T0).replace(b'"flow_lpm":[10.0', b'"flow_lpm":["x"'),
-         "schema_violation", "flow_lpm[0] = 'x'"),
+        (
+            b"gw-01",
+            frame_bytes(0, T0).replace(b'"flow_lpm":[10.0', b'"flow_lpm":["x"'),
+            "schema_violation",
+            "flow_lpm[0] = 'x'",
+        ),
         (b"gw-02", frame_bytes(0, T0), "key_mismatch", "does not match gateway = 'gw-01'"),
         (None, frame_bytes(0, T0), "key_mismatch", "Kafka key missing"),
     ],
@@ -135,7 +184,11 @@ def test_late_frames_are_routed_not_folded_in() -> None:
 
 
 def _derived(out: list[Emit]) -> list[bytes]:
-    return sorted(encode(e.event) for e in out if e.topic is not topics.DATA_QUALITY or e.event.kind != "late_event")
+    return sorted(
+        encode(e.event)
+        for e in out
+        if e.topic is not topics.DATA_QUALITY or e.event.kind != "late_event"
+    )
 
 
 @settings(max_examples=25, deadline=None)
@@ -145,25 +198,413 @@ def test_arrival_order_within_lateness_changes_no_result(delays: list[int]) -> N
     msgs = stream(seconds=300) + stream("gw-02", seconds=300)
     order = sorted(range(len(msgs)), key=lambda i: (i % 150 + delays[i % 150], i))
     shuffled = [msgs[i] for i in order]
-    assert _derived(feed(Processor(INV, PARAMS), msgs)) == _derived(feed(Processor(INV, PARAMS), shuffled))
+    assert _derived(feed(Processor(INV, PARAMS), msgs)) == _derived(
+        feed(Processor(INV, PARAMS), shuffled)
+    )
 
 
-def test_gateway_state_export_and_import_continue_identically() -> None:
+def _job(
+    seq: int, t: int, boiler: str = "boiler-0001", inv=INV, finished: bool = False, job: str = ""
+):
+    gateway = inv.owner_of[boiler]
+    common = dict(
+        gateway=gateway,
+        seq=seq,
+        site=inv.boiler_by_id[boiler].site,
+        event_time_ms=t,
+        ingest_time_ms=t,
+        boiler=boiler,
+        job_id=job or f"j{seq}",
+        workload="rendering",
+    )
+    event = JobFinished(**common) if finished else JobStarted(**common, nodes=2)
+    return (gateway.encode(), encode(event))
+
+
+class Table(dict):
+    """The Faust table as the worker uses it: rows written after each batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write_back(self, proc: Processor) -> list[bytes]:
+        rows = proc.dirty_rows()
+        self.update(rows)
+        self.writes += len(rows)
+        return [k for k, _ in rows]
+
+
+def run_worker_like(
+    proc: Processor,
+    msgs: list[tuple[bytes, bytes]],
+    table: Table,
+    start: int = 0,
+    batch: int = 7,
+    write_last: bool = True,
+) -> list[Emit]:
+    """What streams/app.py does with a processor: lazy import, process, write back
+    per batch (and after the last message unless `write_last` is false)."""
+    out = []
+    for offset, (key, raw) in enumerate(msgs[start:], start=start):
+        gateway = proc.gateway_of(key, raw)
+        if gateway is not None and proc.needs_import(gateway):
+            proc.import_rows(gateway, table.get)
+        out.extend(proc.process(raw, key, Origin("heatstream.raw.events", 0, offset, T0 + offset)))
+        if (offset + 1) % batch == 0:
+            table.write_back(proc)
+    if write_last:
+        table.write_back(proc)
+    return out
+
+
+def _slotless(keys) -> set[bytes]:
+    """Row keys without the slot of boiler rows: b"b:boiler-0001.1" -> b"b:boiler-0001"."""
+    return {k.rsplit(b".", 1)[0] if k.startswith(b"b:") else k for k in keys}
+
+
+def _restart_matches(inv, params, msgs, cut: int, batch: int) -> None:
+    straight = feed(Processor(inv, params), msgs)
+    table = Table()
+    first = Processor(inv, params)
+    part1 = run_worker_like(first, msgs[:cut], table, batch=batch)
+    # Killed after the write-back of the batch holding message cut - 1: a new
+    # processor resumes from the table and the next message.
+    second = Processor(inv, params)
+    part2 = run_worker_like(second, msgs, table, start=cut, batch=batch)
+    assert [encode(e.event) for e in part1 + part2] == [encode(e.event) for e in straight]
+    # Not vacuous: windows closed after the restart, nothing was late.
+    assert of(part2, HeatWindow)
+    assert not [e for e in straight if e.topic is topics.LATE_EVENTS]
+
+
+PARAMS1 = replace(PARAMS, boilers_per_row=1)  # a row per boiler
+
+
+def two_gateways(seconds: int = 400) -> list[tuple[bytes, bytes]]:
+    msgs = stream(seconds=seconds) + stream("gw-02", seconds=seconds)
+    msgs.sort(key=lambda m: orjson.loads(m[1])["event_time_ms"])  # interleaved gateways
+    msgs.insert(20, _job(500, T0 + 30_000))
+    msgs.insert(120, _job(501, T0 + 100_000, finished=True))
+    return msgs
+
+
+@pytest.mark.parametrize("params", [PARAMS, PARAMS1], ids=["grouped", "per_boiler"])
+@pytest.mark.parametrize(("cut", "batch"), [(90, 1), (90, 7), (37, 5), (141, 3)])
+def test_rows_exported_and_imported_continue_identically(cut: int, batch: int, params) -> None:
+    msgs = two_gateways()
+    _restart_matches(INV, params, msgs, cut, batch)
+    straight = feed(Processor(INV, params), msgs)
+    windows = [
+        w for w in of(straight, HeatWindow) if w.boiler == "boiler-0001" and w.heat_by_workload_kwh
+    ]
+    assert windows and set(windows[0].heat_by_workload_kwh) == {"rendering"}
+
+
+@pytest.mark.parametrize("params", [PARAMS, PARAMS1], ids=["grouped", "per_boiler"])
+def test_a_write_back_cut_short_leaves_a_state_the_replay_completes(params) -> None:
+    """Killed while writing a batch's rows back: the table holds any prefix of them,
+    the consumer resumes at the batch's first message. What was emitted before
+    the kill and what the replay emits must be exactly what the uninterrupted run
+    emitted from that message on: nothing missing, nothing different (a gateway
+    whose rows all landed drops the replayed messages as duplicates)."""
+    msgs = two_gateways()
+    committed, killed = 140, 161  # a window of each boiler closes in between
+    straight = Processor(INV, params)
+    tail = [
+        straight.process(raw, key, Origin("heatstream.raw.events", 0, i, T0 + i))
+        for i, (key, raw) in enumerate(msgs)
+    ]
+    expected = {encode(e.event) for out in tail[committed:] for e in out}
+    first = Processor(INV, params)
+    table = Table()
+    run_worker_like(first, msgs[:committed], table, batch=10)
+    before = run_worker_like(
+        first, msgs[:killed], table, start=committed, batch=1000, write_last=False
+    )
+    torn = first.dirty_rows()
+    assert len(torn) >= 3 and any(k.startswith(b"g:") for k, _ in torn)
+    for written in range(len(torn) + 1):
+        partial = Table()
+        partial.update(table)
+        partial.update(torn[:written])
+        second = Processor(INV, params)
+        replayed = {
+            encode(e.event) for e in run_worker_like(second, msgs, partial, start=committed)
+        }
+        assert replayed <= expected, f"{written} of {len(torn)} rows written"
+        assert replayed | {encode(e.event) for e in before} == expected
+
+
+INV150 = synthetic_inventory(boilers=150, sites=1)  # one gateway, 150 boilers
+
+
+def gateway_frames(
+    inv, seconds: int, span_s: int = 5, start: int = T0, seq0: int = 0
+) -> list[tuple[bytes, bytes]]:
+    """Frames of every boiler of each gateway of `inv`, 1 Hz samples, `span_s` per frame."""
+    out = []
+    for k, t0 in enumerate(range(start, start + seconds * 1000, span_s * 1000)):
+        for gw in inv.gateways:
+            n = len(gw.boilers)
+            idx = [b for _ in range(span_s) for b in range(n)]
+            count = len(idx)
+            wobble = [(k * 7 + i) % 11 / 10 for i in range(count)]
+            frame = TelemetryFrame(
+                gateway=gw.id,
+                seq=seq0 + k,
+                site=gw.site,
+                event_time_ms=t0,
+                ingest_time_ms=t0 + span_s * 1000,
+                boilers=list(gw.boilers),
+                boiler_idx=idx,
+                dt_ms=[s * 1000 for s in range(span_s) for _ in range(n)],
+                supply_temp_c=[62.0 + w for w in wobble],
+                return_temp_c=[45.0] * count,
+                flow_lpm=[10.0 + w for w in wobble],
+                it_power_kw=[15.0] * count,
+                aux_power_kw=[0.3] * count,
+                pressure_bar=[1.8] * count,
+            )
+            out.append((gw.id.encode(), encode(frame)))
+    return out
+
+
+def test_rows_of_a_150_boiler_gateway_continue_identically_after_a_restart() -> None:
+    msgs = gateway_frames(INV150, seconds=300)
+    msgs.insert(10, _job(100, T0 + 40_000, "boiler-0077", inv=INV150))
+    _restart_matches(INV150, PARAMS, msgs, cut=33, batch=4)
+
+
+def _largest_rows(inv, msgs) -> tuple[Processor, list[int]]:
+    """Feed `msgs` (default parameters), writing back after each; the largest row
+    written, per message."""
+    proc = Processor(inv)
+    largest = []
+    for offset, (key, raw) in enumerate(msgs):
+        proc.process(raw, key, Origin("t", 0, offset, T0))
+        largest.append(max((len(v) for _, v in proc.dirty_rows()), default=0))
+    return proc, largest
+
+
+def test_rows_of_a_150_boiler_gateway_stay_small() -> None:
+    # 10 minutes of 1 Hz data: buffers are in steady state after 2 (lateness +
+    # window + gaps); the old single value passed 1 MiB at 100 boilers.
+    msgs = gateway_frames(INV150, seconds=600, span_s=10)
+    proc, largest = _largest_rows(INV150, msgs)
+    assert proc.counters.windows >= 150 * 8
+    assert max(largest) < 256 * 1024
+    assert max(largest) < MAX_ROW_BYTES / 4
+    # Bounded: the second five minutes need no bigger rows than the first.
+    half = len(largest) // 2
+    assert max(largest[half:]) <= max(largest[:half]) * 1.05
+    rows = dict(proc.rows_of("gw-01"))
+    assert len(rows) == 1 + 150 // 8 + 1  # the gateway, groups of 8 boilers
+    assert max(map(len, rows.values())) < 256 * 1024
+
+
+@pytest.mark.slow
+def test_rows_of_a_150_boiler_gateway_stay_small_for_hours() -> None:
+    msgs = gateway_frames(INV150, seconds=3 * 3600, span_s=60)
+    _, largest = _largest_rows(INV150, msgs)
+    assert max(largest) < 256 * 1024
+    assert max(largest[len(largest) // 2 :]) <= max(largest[: len(largest) // 2]) * 1.05
+
+
+def test_a_boiler_row_is_bounded_over_a_day_of_windows() -> None:
+    inv = synthetic_inventory(boilers=1, sites=1)
+    msgs = gateway_frames(inv, seconds=24 * 3600, span_s=60)
+    # Jobs start and finish every 20 minutes: the ledger must not keep them all.
+    for k in range(0, 72):
+        t = T0 + k * 1_200_000 + 30_000
+        msgs.append(_job(1440 + 2 * k, t, inv=inv, job=f"d{k}"))  # frames hold seq 0..1439
+        msgs.append(_job(1441 + 2 * k, t + 600_000, inv=inv, finished=True, job=f"d{k}"))
+    msgs.sort(key=lambda m: orjson.loads(m[1])["event_time_ms"])
+    proc, largest = _largest_rows(inv, msgs)
+    assert proc.counters.windows >= 1438
+    (row,) = [v for k, v in proc.rows_of("gw-01") if k.startswith(b"b:boiler-0001.")]
+    hour = len(msgs) // 24
+    assert max(largest) < 64 * 1024
+    # After the first hour (baselines warm, first hourly rollup), no growth.
+    assert len(row) <= max(largest[hour : 2 * hour]) * 1.05
+    assert max(largest[2 * hour :]) <= max(largest[hour : 2 * hour]) * 1.05
+
+
+def test_only_rows_changed_by_a_batch_are_written_back() -> None:
+    proc = Processor(INV, PARAMS1)
+    both = stream(seconds=100) + stream("gw-02", seconds=100)
+    feed(proc, both)
+    first = {k for k, _ in proc.dirty_rows()}
+    assert first == {
+        b"b:boiler-0001.0",
+        b"b:boiler-0002.0",
+        b"b:boiler-0003.0",
+        b"b:boiler-0004.0",
+        b"g:gw-01",
+        b"g:gw-02",
+    }
+    assert proc.dirty_rows() == []  # nothing happened since
+    # One gw-01 frame: gw-02's rows are not written again; the boilers' go to
+    # their other slot, and the gateway row after them.
+    feed(proc, [(b"gw-01", frame_bytes(50, T0 + 100_000))])
+    keys = [k for k, _ in proc.dirty_rows()]
+    assert keys == [b"b:boiler-0001.1", b"b:boiler-0003.1", b"g:gw-01"]
+    # A frame with one boiler only: the other boiler's row is untouched (no window
+    # of it closes: the watermark stays inside the same minute).
+    data = orjson.loads(frame_bytes(51, T0 + 102_000))
+    data.update(boilers=["boiler-0001"], boiler_idx=[0], dt_ms=[0])
+    for c in (
+        "supply_temp_c",
+        "return_temp_c",
+        "flow_lpm",
+        "it_power_kw",
+        "aux_power_kw",
+        "pressure_bar",
+    ):
+        data[c] = data[c][:1]
+    feed(proc, [(b"gw-01", orjson.dumps(data))])
+    assert [k for k, _ in proc.dirty_rows()] == [b"b:boiler-0001.0", b"g:gw-01"]
+    # A rejected message changes nothing.
+    feed(proc, [(b"gw-01", b"{broken")])
+    assert proc.dirty_rows() == []
+
+
+def test_boilers_share_rows_in_groups() -> None:
+    inv = synthetic_inventory(boilers=20, sites=1)  # one gateway: groups of 8, 8 and 4
+    proc = Processor(inv, PARAMS)
+    frames = gateway_frames(inv, seconds=10)
+    feed(proc, frames)
+    rows = dict(proc.dirty_rows())
+    assert list(rows) == [b"b:boiler-0001.0", b"b:boiler-0009.0", b"b:boiler-0017.0", b"g:gw-01"]
+    assert sorted(pickle.loads(rows[b"b:boiler-0017.0"])[1]) == [
+        "boiler-0017",
+        "boiler-0018",
+        "boiler-0019",
+        "boiler-0020",
+    ]
+    assert pickle.loads(rows[b"g:gw-01"])["rows"] == {
+        "boiler-0001": 0,
+        "boiler-0009": 0,
+        "boiler-0017": 0,
+    }
+
+
+def test_detector_state_is_encoded_again_only_when_it_changes(monkeypatch) -> None:
+    calls: list[str] = []
+    original = EfficiencyDetector.to_state
+
+    def counting(self):
+        calls.append(self.boiler)
+        return original(self)
+
+    monkeypatch.setattr(EfficiencyDetector, "to_state", counting)
+    proc = Processor(INV, PARAMS1)
+    msgs = stream(seconds=200)
+    feed(proc, msgs[:50])  # t = 0..98 s: windows of the first minute closed at t = 85 s
+    proc.dirty_rows()
+    calls.clear()
+    # Frames inside the next minute: buffers change, no window closes.
+    out = feed(proc, msgs[50:55])
+    assert not of(out, HeatWindow)
+    rows = _slotless(k for k, _ in proc.dirty_rows())
+    assert b"b:boiler-0001" in rows and calls == []
+    # A window closes for both boilers: each is encoded once, however many exports.
+    out = feed(proc, msgs[55:75])
+    closed = {w.boiler for w in of(out, HeatWindow)}
+    assert closed == {"boiler-0001", "boiler-0003"}
+    proc.dirty_rows()
+    proc.rows_of("gw-01")
+    assert sorted(calls) == ["boiler-0001", "boiler-0003"]
+    # A compute event changes the ledger: that boiler only.
+    calls.clear()
+    feed(proc, [_job(900, T0 + 160_000, "boiler-0003")])
+    assert _slotless(k for k, _ in proc.dirty_rows()) == {b"g:gw-01", b"b:boiler-0003"}
+    assert calls == ["boiler-0003"]
+
+
+def test_windows_of_a_silent_gateway_closed_by_another_are_written_back() -> None:
+    # gw-02 stops; gw-01 goes on past the offline hold: gw-02's windows close on
+    # gw-01's messages, and gw-02's boiler rows must follow.
+    params = ProcessorParams(
+        windows=WindowParams(
+            window_ms=60_000, allowed_lateness_ms=20_000, max_gap_ms=5_000, offline_hold_ms=120_000
+        )
+    )
+    proc = Processor(INV, params)
+    feed(proc, stream("gw-02", seconds=90))
+    proc.dirty_rows()
+    out = feed(proc, stream("gw-01", seconds=400))
+    closed_02 = {w.boiler for w in of(out, HeatWindow) if w.site == "site-02"}
+    assert closed_02 == {"boiler-0002", "boiler-0004"}
+    keys = _slotless(k for k, _ in proc.dirty_rows())
+    assert {b"b:boiler-0002", b"g:gw-02"} <= keys  # gw-02's group, and its gateway row
+
+
+def test_rows_written_before_the_inventory_regrouped_boilers_still_load() -> None:
+    # One gateway of 4 boilers in rows of 2: [1, 2] [3, 4]; the inventory then
+    # lists them 2, 1, 4, 3: rows [2, 1] [4, 3], none of the old keys.
+    params = replace(PARAMS, boilers_per_row=2)
+    inv = synthetic_inventory(boilers=4, sites=1)
+    (gw,) = inv.gateways
+    reordered = ("boiler-0002", "boiler-0001", "boiler-0004", "boiler-0003")
+    regrouped = Inventory(
+        sites=inv.sites,
+        boilers=inv.boilers,
+        gateways=(gw.model_copy(update={"boilers": reordered}),),
+    )
+    msgs = gateway_frames(inv, seconds=400, span_s=2)
+    # At 180 s, a frame of boiler-0001 alone: after the restart, the only change.
+    only = orjson.loads(msgs[90][1])
+    only.update(seq=1000, event_time_ms=T0 + 179_000, boilers=["boiler-0001"])
+    for name in ("boiler_idx", "dt_ms", *CHANNELS):
+        only[name] = only[name][:1]
+    msgs.insert(90, (b"gw-01", orjson.dumps(only)))
+    straight = feed(Processor(inv, params), msgs)
+    table = Table()
+    part1 = run_worker_like(Processor(inv, params), msgs[:90], table)
+    assert pickle.loads(table[b"g:gw-01"])["rows"] == {"boiler-0001": 0, "boiler-0003": 0}
+    part2 = run_worker_like(Processor(regrouped, params), msgs[:91], table, start=90)
+    assert pickle.loads(table[b"g:gw-01"])["rows"] == {"boiler-0002": 0, "boiler-0004": 0}
+    part3 = run_worker_like(Processor(regrouped, params), msgs, table, start=91)
+    assert [encode(e.event) for e in part1 + part2 + part3] == [encode(e.event) for e in straight]
+
+
+def test_a_table_of_the_first_layout_is_still_read() -> None:
+    """Rows of the previous layout (one value per gateway, keyed by its id) load,
+    and are written back as rows at the next batch."""
     msgs = stream(seconds=400)
-    msgs.insert(20, (b"gw-01", encode(JobStarted(
-        gateway="gw-01", seq=500, site="site-01", event_time_ms=T0 + 30_000, ingest_time_ms=T0 + 30_000,
-        boiler="boiler-0001", job_id="j1", workload="rendering", nodes=2,
-    ))))
+    msgs.insert(20, _job(500, T0 + 30_000))
     straight = feed(Processor(INV, PARAMS), msgs)
     first = Processor(INV, PARAMS)
-    cut = 90
-    part1 = feed(first, msgs[:cut])
-    blob = first.export_gateway("gw-01")
+    part1 = feed(first, msgs[:90])
+    table = Table()
+    table[b"gw-01"] = _v1_value(first, "gw-01")
     second = Processor(INV, PARAMS)
-    second.import_gateway("gw-01", blob)
-    part2 = []
-    for offset, (key, raw) in enumerate(msgs[cut:], start=cut):
-        part2.extend(second.process(raw, key, Origin("heatstream.raw.events", 0, offset, T0 + offset)))
+    part2 = run_worker_like(second, msgs, table, start=90, batch=1000)
     assert [encode(e.event) for e in part1 + part2] == [encode(e.event) for e in straight]
-    windows = [w for w in of(straight, HeatWindow) if w.boiler == "boiler-0001" and w.heat_by_workload_kwh]
-    assert windows and set(windows[0].heat_by_workload_kwh) == {"rendering"}
+    assert {b"g:gw-01", b"b:boiler-0001.0"} <= set(table)
+
+
+def _v1_value(proc: Processor, gateway: str) -> bytes:
+    """What `Processor.export_gateway` wrote before the table was split into rows."""
+    owned = INV.gateway_by_id[gateway].boilers
+    liveness = proc.liveness.to_state()
+    state = {
+        "v": 1,
+        "engine": proc.engine.to_state(gateway),
+        "seq": proc.sequences[gateway].to_state(),
+        "boilers": {
+            b: {
+                "ledger": st.ledger.to_state(),
+                "rollups": st.rollups.to_state(),
+                "efficiency": st.efficiency.to_state(),
+                "leaks": st.leaks.to_state(),
+                "quality": st.quality.to_state(),
+            }
+            for b in owned
+            if (st := proc.boilers.get(b)) is not None
+        },
+        "liveness": {"max": liveness["max"], "row": liveness["gateways"].get(gateway)},
+        "clock": proc.clocks[gateway].to_state() if gateway in proc.clocks else None,
+    }
+    return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
