@@ -22,6 +22,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from heatstream.schemas.health import PROCESS_PATTERN
+
 _config_file: ContextVar[Path | None] = ContextVar("heatstream_config_file", default=None)
 
 
@@ -98,6 +100,18 @@ class StreamSettings(_Section):
     )
     session_timeout_s: float = Field(
         10.0, gt=0, description="consumer-group session timeout (how fast a dead worker is noticed)"
+    )
+    health_interval_s: float = Field(
+        5.0,
+        ge=0,
+        description="how often the worker publishes its health sample (counters, consumer lag, "
+        "latency) to the health topic, which the sink lands in pipeline_health (0: never)",
+    )
+    process_name: str | None = Field(
+        None,
+        pattern=PROCESS_PATTERN,
+        description="`process` tag of the worker's pipeline_health points (default: the host "
+        "name); give each worker sharing a host its own",
     )
 
 

@@ -22,6 +22,7 @@ from heatstream.schemas.derived import (
     LeakSuspected,
 )
 from heatstream.schemas.envelope import Envelope
+from heatstream.schemas.health import HealthSample
 from heatstream.schemas.telemetry import TelemetryFrame, TelemetryFrameV1, upcast_frame_v1_to_v2
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -40,13 +41,15 @@ UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("telemetry.frame", 1): upcast_frame_v1_to_v2,
 }
 
-#: Derived event types and the dead-letter record (one version each so far).
+#: Derived event types, the dead-letter record and the processes' health samples (one
+#: version each so far): what `decode_derived` reads.
 DERIVED_TYPES: dict[str, type[BaseModel]] = {
     "heat.window": HeatWindow,
     "anomaly.efficiency": EfficiencyAnomaly,
     "leak.suspected": LeakSuspected,
     "dq.issue": DataQualityIssue,
     "dead_letter": DeadLetter,
+    "pipeline.health": HealthSample,
 }
 
 

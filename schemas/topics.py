@@ -85,9 +85,9 @@ DEAD_LETTERS = TopicSpec(
 )
 HEALTH = TopicSpec(
     name="heatstream.health",
-    purpose="pipeline health measurements written by worker and sink",
+    purpose="health samples of the workers, landed by the sink in pipeline_health",
     key="process id",
-    value="health sample",
+    value="pipeline.health",
     partitions=1,
     retention_ms=7 * DAY_MS,
 )

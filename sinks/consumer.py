@@ -3,7 +3,8 @@
 Three tasks share one `Sink`:
 
 * **consume**: `getmany` from the derived topics, the dead-letter and
-  late-event topics and (downsampled, `rawlanding.py`) the raw topic; each
+  late-event topics, the health topic (the workers' samples) and
+  (downsampled, `rawlanding.py`) the raw topic; each
   message becomes points (`points.py`) in the open batch, which is sealed when
   full or `flush_interval_s` old, together with the offsets it makes
   committable.
@@ -11,7 +12,8 @@ Three tasks share one `Sink`:
   while InfluxDB is unavailable, dead-letters the lines it refuses, then
   commits the batch's offsets. At-least-once, and idempotent because points
   are deterministic: a redelivery overwrites the same points.
-* **health**: adds a `pipeline_health` point every `health_interval_s`.
+* **health**: adds the sink's own `pipeline_health` point every
+  `health_interval_s` (the workers' arrive through the health topic).
 
 Backpressure: when the points buffered or being written reach
 `max_in_flight_points`, every assigned partition is paused until half of them
@@ -60,6 +62,7 @@ DERIVED_TOPICS = (
     topics.DATA_QUALITY,
     topics.DEAD_LETTERS,
     topics.LATE_EVENTS,
+    topics.HEALTH,
 )
 _POLL_S = 0.5
 

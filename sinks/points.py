@@ -18,6 +18,8 @@ from heatstream.schemas.derived import (
     HeatWindow,
     LeakSuspected,
 )
+from heatstream.schemas.health import LAG_FIELD_PREFIX, HealthSample
+from heatstream.sinks.health import MEASUREMENT as HEALTH_MEASUREMENT
 from heatstream.sinks.lineprotocol import FieldValue, Point
 
 NONE_TAG = "-"  # tag value standing for "not applicable" (InfluxDB refuses empty tag values)
@@ -153,8 +155,24 @@ def dead_letter(record: DeadLetter) -> Point | None:
     return Point(measurement, tags, fields, dead_letter_time_ns(record))
 
 
+def health(sample: HealthSample) -> Point:
+    """A process's health sample as a `pipeline_health` point, like the sink's own
+    (sinks/health.py): counters as integers, latencies as floats, the lag summed over
+    partitions and per partition, all at the sample's wall-clock time."""
+    fields: dict[str, FieldValue] = dict(sample.counters)
+    fields.update(sample.latencies_ms)
+    if sample.consumer_lag:
+        fields["consumer_lag"] = sum(sample.consumer_lag.values())
+        for partition, lag in sorted(sample.consumer_lag.items()):
+            fields[f"{LAG_FIELD_PREFIX}{partition}"] = lag
+    fields["interval_s"] = float(sample.interval_s)
+    fields["started_ms"] = sample.started_ms
+    tags = {"component": sample.component, "process": sample.process}
+    return Point.at_ms(HEALTH_MEASUREMENT, tags, fields, sample.time_ms)
+
+
 def points_of(event: BaseModel) -> list[Point]:
-    """The points of one decoded derived event or dead-letter record."""
+    """The points of one decoded derived event, dead-letter record or health sample."""
     if isinstance(event, HeatWindow):
         return [heat_window(event)]
     if isinstance(event, EfficiencyAnomaly):
@@ -166,4 +184,6 @@ def points_of(event: BaseModel) -> list[Point]:
     if isinstance(event, DeadLetter):
         point = dead_letter(event)
         return [] if point is None else [point]
+    if isinstance(event, HealthSample):
+        return [health(event)]
     raise TypeError(f"no measurement for {type(event).__name__}")

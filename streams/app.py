@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 import weakref
 from pathlib import Path
@@ -28,8 +29,17 @@ from faust.types import TP
 
 from heatstream.inventory import Inventory
 from heatstream.schemas.serde import encode
-from heatstream.schemas.topics import DATA_QUALITY, RAW_EVENTS, TOPICS, TopicSpec, topic_name
+from heatstream.schemas.topics import (
+    DATA_QUALITY,
+    HEALTH,
+    RAW_EVENTS,
+    TOPICS,
+    TopicSpec,
+    topic_name,
+)
 from heatstream.settings import Settings
+from heatstream.streams.health import WorkerHealth
+from heatstream.streams.probes import LatencySensor, consumer_lag
 from heatstream.streams.processor import Origin, Processor, ProcessorParams
 from heatstream.streams.windows import WindowParams
 
@@ -190,6 +200,29 @@ def build_app(
 
     if settings.streams.liveness_check_s > 0:
         app.timer(interval=settings.streams.liveness_check_s)(wall_clock_liveness)
+
+    # The worker's own pipeline health (streams/health.py), to the health topic:
+    # cumulative counters and lag of this process, by the wall clock, so not
+    # part of the replayable projection either.
+    raw_topic = topic_name(RAW_EVENTS, kafka.topic_prefix)
+    health = WorkerHealth(
+        settings.streams.process_name or socket.gethostname(),
+        started_ms=time.time_ns() // 1_000_000,
+        started_s=time.monotonic(),
+    )
+
+    async def publish_health() -> None:
+        sample = health.sample(
+            [proc.counters for proc in list(processors.values())],
+            consumer_lag(app, raw_topic),
+            time_ms=time.time_ns() // 1_000_000,
+            now_s=time.monotonic(),
+        )
+        await send(HEALTH, sample.key, encode(sample))
+
+    if settings.streams.health_interval_s > 0:
+        app.sensors.add(LatencySensor(health.latency, raw_topic))
+        app.timer(interval=settings.streams.health_interval_s)(publish_health)
 
     app.heatstream_processors = processors  # type: ignore[attr-defined]
     return app

@@ -1,8 +1,14 @@
 """Pipeline health: consumer lag, throughput, dead letters, late events, sink writes.
 
-``pipeline_health`` holds counts per reporting interval (``interval_s`` long), so a
-rate is ``sum(count) / sum("interval_s")`` over a bucket, exact whatever the reporting
-period; ``consumer_lag`` and ``in_flight_points`` are gauges.
+``pipeline_health`` has one series per reporting process, keyed by ``component``
+(``worker``, ``sink``) and ``process`` (a worker and a sink on one host share the host
+name, so every query that spans components groups by both). Its counts are cumulative
+since the process started (docs/measurements.md), so a panel takes the last value per
+bucket and series and differences it: ``non_negative_difference(max(...))`` is the
+count of each bucket, ``non_negative_derivative(max(...), 1s)`` the rate, and both skip
+the reset of a restart (that bucket's counts are not shown, nor those of a process's
+first bucket, which has nothing before it). ``consumer_lag`` and ``in_flight_points``
+are gauges; latencies are per reporting interval.
 """
 
 from __future__ import annotations
@@ -20,8 +26,20 @@ from heatstream.grafana.panels import (
 
 HEALTH = f'FROM "pipeline_health" WHERE {PROCESS} AND $timeFilter'
 SINK = f'FROM "pipeline_health" WHERE "component" = \'sink\' AND {PROCESS} AND $timeFilter'
+WORKER = f'FROM "pipeline_health" WHERE "component" = \'worker\' AND {PROCESS} AND $timeFilter'
 PER_PROCESS = 'GROUP BY time($__interval), "process" fill(none)'
+PER_SERIES = 'GROUP BY time($__interval), "process", "component" fill(none)'
 PER_REASON = 'GROUP BY time($__interval), "reason", "stage" fill(none)'
+
+
+def per_bucket(*fields: str) -> str:
+    """Counts per bucket of cumulative counters, one column per field."""
+    return ", ".join(f'non_negative_difference(max("{f}")) AS "{f}"' for f in fields)
+
+
+def per_second(*fields: str) -> str:
+    """Rates of cumulative counters, per second, one column per field."""
+    return ", ".join(f'non_negative_derivative(max("{f}"), 1s) AS "{f}"' for f in fields)
 
 
 def _stats() -> list[Json]:
@@ -109,18 +127,66 @@ def pipeline_health() -> Json:
         ),
         timeseries(
             "Throughput",
-            "Kafka messages read and points landed in InfluxDB per second, per process "
-            "(counts of each reporting interval over the time they cover).",
+            "Kafka messages read per second by each process (workers and sinks), and points "
+            "each sink landed in InfluxDB per second.",
             [
                 target(
-                    'SELECT sum("messages") / sum("interval_s") AS "messages", '
-                    f'sum("points_written") / sum("interval_s") AS "points" {HEALTH} {PER_PROCESS}',
+                    f"SELECT {per_second('messages', 'points_written')} {HEALTH} {PER_SERIES}",
+                    alias="$tag_component $tag_process $col",
+                )
+            ],
+            unit="cps",
+            min_interval="1m",
+            min_=0,
+        ),
+        timeseries(
+            "Worker throughput",
+            "Readings (one value of one channel of one boiler) each worker processed per "
+            "second: the unit of the sizing figures (docs/platform.md).",
+            [
+                target(
+                    f"SELECT {per_second('readings')} {WORKER} {PER_PROCESS}",
                     alias="$tag_process $col",
                 )
             ],
             unit="cps",
             min_interval="1m",
             min_=0,
+        ),
+        timeseries(
+            "Worker processing latency",
+            "Mean and worst time from a raw message reaching a worker's intake to its "
+            "acknowledgement: waiting for its batch, processing the batch, and the broker "
+            "acknowledging what it emitted. It grows when a worker falls behind.",
+            [
+                target(
+                    'SELECT mean("processing_latency_ms") AS "mean", '
+                    f'max("processing_latency_max_ms") AS "max" {WORKER} {PER_PROCESS}',
+                    alias="$tag_process $col",
+                )
+            ],
+            unit="ms",
+            min_interval="1m",
+            min_=0,
+        ),
+        timeseries(
+            "Dead letters and late events by component",
+            "Per interval, from the processes' own counters: messages the workers refused at "
+            "intake and the sinks refused or could not read (dead letters), and events the "
+            "workers routed as late. The reasons are in the panels below.",
+            [
+                target(
+                    'SELECT sum("dead_letters") AS "dead_letters", sum("late_events") AS '
+                    f'"late_events" FROM (SELECT {per_bucket("dead_letters", "late_events")} '
+                    f'{HEALTH} {PER_SERIES}) GROUP BY time($__interval), "component" fill(none)',
+                    alias="$tag_component $col",
+                )
+            ],
+            unit="short",
+            min_interval="1m",
+            bars=True,
+            min_=0,
+            legend_calcs=("sum",),
         ),
         _refused(
             "dead_letter",
@@ -155,8 +221,8 @@ def pipeline_health() -> Json:
             "refused (dead-lettered) and offset commits that failed, per interval.",
             [
                 target(
-                    'SELECT sum("retries") AS "retries", sum("rejected_points") AS "rejected", '
-                    f'sum("commit_failures") AS "commit_failures" {SINK} {PER_PROCESS}',
+                    f"SELECT {per_bucket('retries', 'rejected_points', 'commit_failures')} "
+                    f"{SINK} {PER_PROCESS}",
                     alias="$tag_process $col",
                 )
             ],
@@ -186,8 +252,7 @@ def pipeline_health() -> Json:
             "once), and raw messages the sink did not land (the worker dead-letters them).",
             [
                 target(
-                    'SELECT sum("late_samples") AS "late_samples", sum("duplicates") AS '
-                    '"duplicates", sum("skipped_messages") AS "skipped" '
+                    f"SELECT {per_bucket('late_samples', 'duplicates', 'skipped_messages')} "
                     f"{SINK} {PER_PROCESS}",
                     alias="$tag_process $col",
                 )
@@ -216,8 +281,8 @@ def pipeline_health() -> Json:
     return dashboard(
         uid=PIPELINE_UID,
         title="heatstream / Pipeline health",
-        description="Consumer lag, throughput, dead letters, late events, sink write latency "
-        "and retries.",
+        description="Consumer lag, throughput, dead letters, late events, worker processing "
+        "latency, sink write latency and retries.",
         panels=panels,
         variables=[
             query_variable(

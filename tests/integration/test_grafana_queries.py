@@ -52,6 +52,7 @@ IT_KW = {"boiler-lyon-01": 96.0, "boiler-lyon-02": 96.0, "boiler-nantes-01": 48.
 AUX_KW = 2.5
 CO2_PER_KWH = {"pool-lyon": 0.227 / 0.90, "res-nantes": 0.324 / 0.85}
 LEAKING = "boiler-lyon-01"
+PROCESSES = {"sink-1", "sink-2", "worker-1", "worker-2"}  # reporting pipeline_health
 SPAN_MIN = 180
 
 
@@ -410,37 +411,83 @@ def build_fleet(now_ms: int) -> Fleet:
             extra_ns=_dead_letter_ns(0, 500 + i),
         )
 
-    # The sinks report every 5 s, counts per interval (docs/measurements.md); sink-1
-    # restarted 90 minutes ago and missed a minute of reports.
-    for process in ("sink-1", "sink-2"):
+    # The sinks and workers report every 5 s, counts cumulative since the process
+    # started (docs/measurements.md); fleet.health keeps each report's increments, and
+    # whether it falls in the first minute of its process's life (the dashboards'
+    # differences cannot see those). sink-1 restarted 90 minutes ago and missed a minute
+    # of reports; worker-2 restarted an hour ago. worker-1 counted the intake dead
+    # letters and late events written above when it refused or routed them.
+    refused = {end - 5 * MINUTE + i * 10_000 for i in range(25)} | {end - 120 * MINUTE}
+    refused_at = {t: 1 for t in refused} | {end - 120 * MINUTE: 3}
+    late_at = {end - (150 - 20 * i) * MINUTE: 1 for i in range(7)}
+    restarts = {"sink-1": end - 90 * MINUTE, "worker-2": end - 60 * MINUTE}
+    for process in ("sink-1", "sink-2", "worker-1", "worker-2"):
+        component = process.split("-")[0]
+        totals: dict[str, int] = defaultdict(int)
+        born = fleet.start_ms
         for t in range(fleet.start_ms, end, 5_000):
             if process == "sink-1" and end - 91 * MINUTE <= t < end - 90 * MINUTE:
                 continue
+            if t == restarts.get(process):
+                totals, born = defaultdict(int), t
             lag = int(50 + 40 * math.sin(t / 900_000) + rng.randint(0, 20))
             latency = 5 + 40 * rng.random()
-            report = {
-                "messages": 250,
-                "points_written": 500,
-                "batches": 5,
-                "write_latency_ms": latency,
-                "write_latency_max_ms": latency * 1.5,
-                "retries": int(t % (10 * MINUTE) == 0),
-                "rejected_points": 0,
-                "dead_letters": 0,
-                "decode_errors": 0,
-                "skipped_messages": 0,
-                "skipped_points": 0,
-                "late_samples": int(t % (15 * MINUTE) == 0) * 4,
-                "duplicates": int(t % (30 * MINUTE) == 0),
-                "commit_failures": 0,
-                "warmup_messages": 0,
-                "consumer_lag": lag,
-                "in_flight_points": rng.randint(0, 500),
-                "paused": False,
-                "interval_s": 5.0,
-            }
-            fleet.add("pipeline_health", {"process": process, "component": "sink"}, report, t)
-            fleet.health.append({"process": process, "time": t, **report})
+            if component == "sink":
+                counts = {
+                    "messages": 250,
+                    "points_written": 500,
+                    "batches": 5,
+                    "retries": int(t % (10 * MINUTE) == 0),
+                    "rejected_points": 0,
+                    "dead_letters": 0,
+                    "decode_errors": 0,
+                    "skipped_messages": 0,
+                    "skipped_points": 0,
+                    "late_samples": int(t % (15 * MINUTE) == 0) * 4,
+                    "duplicates": int(t % (30 * MINUTE) == 0),
+                    "commit_failures": 0,
+                    "warmup_messages": 0,
+                }
+                gauges = {
+                    "write_latency_ms": latency,
+                    "write_latency_max_ms": latency * 1.5,
+                    "consumer_lag": lag,
+                    "in_flight_points": rng.randint(0, 500),
+                    "paused": False,
+                    "interval_s": 5.0,
+                }
+            else:
+                mine = process == "worker-1"
+                counts = {
+                    "messages": 120,
+                    "frames": 120,
+                    "readings": 120 * 240,
+                    "dead_letters": refused_at.get(t, 0) if mine else 0,
+                    "late_events": late_at.get(t, 0) if mine else 0,
+                    "windows": 4 if t % MINUTE == 0 else 0,
+                }
+                gauges = {
+                    "processing_latency_ms": latency,
+                    "processing_latency_max_ms": latency * 2,
+                    "consumer_lag": lag,
+                    "consumer_lag_p0": lag,
+                    "interval_s": 5.0,
+                    "started_ms": born,
+                }
+            for name, n in counts.items():
+                totals[name] += n
+            fleet.add(
+                "pipeline_health",
+                {"process": process, "component": component},
+                {**totals, **gauges},
+                t,
+            )
+            first = t // MINUTE == born // MINUTE
+            fleet.health.append(
+                {"process": process, "component": component, "time": t, "first": first}
+                | counts
+                | gauges
+            )
             fleet.last_lag[process] = lag
     return fleet
 
@@ -798,16 +845,54 @@ def _(c: Checked, f: Fleet) -> None:
 
 @expect(PIPELINE, "Consumer lag/A")
 def _(c: Checked, f: Fleet) -> None:
-    assert tag_values(c, "process") == {"sink-1", "sink-2"}
-    assert tag_values(c, "component") == {"sink"}
+    assert tag_values(c, "process") == PROCESSES
+    assert tag_values(c, "component") == {"sink", "worker"}
     within(c, "lag", 0, 200)
+
+
+def by_tag(c: Checked, key: str, column: str) -> dict[str, list[float]]:
+    """Values of a column per value of a tag, nulls left out."""
+    out: dict[str, list[float]] = defaultdict(list)
+    for s in c.series:
+        if column in s["columns"]:
+            index = s["columns"].index(column)
+            values = [float(row[index]) for row in s["values"] if row[index] is not None]
+            if values:
+                out[s["tags"][key]].extend(values)
+    return dict(out)
 
 
 @expect(PIPELINE, "Throughput/A")
 def _(c: Checked, f: Fleet) -> None:
-    assert tag_values(c, "process") == {"sink-1", "sink-2"}
-    assert set(within(c, "messages", 0, 1e6)) == {50.0}  # exact, even across sink-1's gap
-    assert set(within(c, "points", 0, 1e6)) == {100.0}
+    assert tag_values(c, "process") == PROCESSES
+    messages = by_tag(c, "component", "messages")
+    # exact, even across sink-1's gap and the restarts (their minute is left out)
+    assert {k: set(v) for k, v in messages.items()} == {"sink": {50.0}, "worker": {24.0}}
+    assert {k: set(v) for k, v in by_tag(c, "component", "points_written").items()} == {
+        "sink": {100.0}
+    }
+
+
+@expect(PIPELINE, "Worker throughput/A")
+def _(c: Checked, f: Fleet) -> None:
+    assert tag_values(c, "process") == {"worker-1", "worker-2"}
+    assert set(within(c, "readings", 0, 1e6)) == {120 * 240 / 5}
+
+
+@expect(PIPELINE, "Worker processing latency/A")
+def _(c: Checked, f: Fleet) -> None:
+    assert tag_values(c, "process") == {"worker-1", "worker-2"}
+    means, worst = within(c, "mean", 5, 45), within(c, "max", 5, 90)
+    assert max(worst) > max(means)
+
+
+@expect(PIPELINE, "Dead letters and late events by component/A")
+def _(c: Checked, f: Fleet) -> None:
+    dead, late = by_tag(c, "component", "dead_letters"), by_tag(c, "component", "late_events")
+    assert sum(dead["worker"]) == _health_total(f, "dead_letters", "worker") == 28
+    assert sum(dead["sink"]) == 0
+    assert sum(late["worker"]) == _health_total(f, "late_events", "worker") == 7
+    assert "sink" not in late  # the sink has no late events of its own
 
 
 @expect(PIPELINE, "Dead letters by reason/A")
@@ -825,19 +910,22 @@ def _(c: Checked, f: Fleet) -> None:
 
 @expect(PIPELINE, "Sink write latency/A")
 def _(c: Checked, f: Fleet) -> None:
-    assert tag_values(c, "process") == {"sink-1", "sink-2"}
+    assert tag_values(c, "process") == {"sink-1", "sink-2"}  # the sinks only
     means, worst = within(c, "mean", 5, 45), within(c, "max", 5, 70)
     assert max(worst) > max(means)
 
 
-def _health_total(f: Fleet, key: str) -> int:
-    return sum(r[key] for r in _in_range(f, f.health))
+def _health_total(f: Fleet, key: str, component: str = "sink") -> int:
+    """What a component counted, as the dashboards' differences see it: without the
+    first minute of each process's life (nothing before it to difference against)."""
+    rows = _in_range(f, f.health)
+    return sum(r.get(key, 0) for r in rows if r["component"] == component and not r["first"])
 
 
 @expect(PIPELINE, "Sink retries and rejected points/A")
 def _(c: Checked, f: Fleet) -> None:
     assert sum(numbers(c, "retries")) == _health_total(f, "retries") > 0
-    within(c, "rejected", 0, 0)
+    within(c, "rejected_points", 0, 0)
     within(c, "commit_failures", 0, 0)
 
 
@@ -850,7 +938,7 @@ def _(c: Checked, f: Fleet) -> None:
 def _(c: Checked, f: Fleet) -> None:
     assert sum(numbers(c, "late_samples")) == _health_total(f, "late_samples") > 0
     assert sum(numbers(c, "duplicates")) == _health_total(f, "duplicates") > 0
-    within(c, "skipped", 0, 0)
+    within(c, "skipped_messages", 0, 0)
 
 
 @expect(PIPELINE, "Recent dead letters/A")
@@ -939,7 +1027,7 @@ def test_variables_list_the_fleet(fleet_db: tuple[InfluxQL, Fleet]) -> None:
     )
     assert [row[1] for row in both[0]["values"]] == sorted(SITE_OF)
     pipeline = discover_variables(client, prov.dashboard(boards.PIPELINE_UID))
-    assert pipeline == {"process": ["sink-1", "sink-2"]}
+    assert pipeline == {"process": sorted(PROCESSES)}
 
 
 def test_alert_rules_fire_for_the_faulty_boilers_only(fleet_db: tuple[InfluxQL, Fleet]) -> None:

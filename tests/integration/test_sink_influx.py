@@ -34,6 +34,8 @@ from heatstream.sinks.points import points_of
 from heatstream.sinks.writers.v1 import V1Writer
 from heatstream.stack import EmbeddedStack
 from heatstream.stack.provision import create_database, create_topics
+from heatstream.streams.health import WorkerHealth
+from heatstream.streams.processor import Counters
 
 pytestmark = pytest.mark.integration
 
@@ -356,6 +358,11 @@ async def test_every_influxql_example_of_the_measurement_doc_runs(
         HealthReporter(SinkCounters(), "test").point(
             consumer_lag=0, in_flight_points=0, paused=False
         )
+    )
+    worker = WorkerHealth("test", started_ms=now - 10_000, started_s=0.0)
+    worker.latency.observe(0.02)
+    points += points_of(
+        worker.sample([Counters(readings=100)], {0: 3}, time_ms=now - 5_000, now_s=5.0)
     )
     writer = V1Writer(settings.influxdb)
     await writer.start()

@@ -9,6 +9,7 @@ from heatstream.schemas.derived import (
     HeatWindow,
     LeakSuspected,
 )
+from heatstream.schemas.health import HealthSample
 from heatstream.sinks.lineprotocol import Point, encode_point
 from heatstream.sinks.points import points_of
 
@@ -141,3 +142,39 @@ def test_a_refused_dead_letter_point_is_not_written_again() -> None:
     assert points_of(looping) == []
     refused_window = dl(reason="influx_rejected", stage="sink", original=b"heat_window,b=1 x=1 0")
     assert only(refused_window).measurement == "dead_letter"
+
+
+def test_a_worker_health_sample_is_a_pipeline_health_point() -> None:
+    sample = HealthSample(
+        component="worker",
+        process="worker-1",
+        started_ms=T - 60_000,
+        time_ms=T,
+        interval_s=5.0,
+        counters={"messages": 40, "readings": 9_600, "dead_letters": 1, "late_events": 2},
+        latencies_ms={"processing_latency_ms": 12.5, "processing_latency_max_ms": 31.0},
+        consumer_lag={3: 7, 0: 0},
+    )
+    p = only(sample)
+    assert p.measurement == "pipeline_health" and p.time_ns == T * 1_000_000
+    assert dict(p.tags) == {"component": "worker", "process": "worker-1"}
+    assert dict(p.fields) == {
+        "messages": 40,
+        "readings": 9_600,
+        "dead_letters": 1,
+        "late_events": 2,
+        "processing_latency_ms": 12.5,
+        "processing_latency_max_ms": 31.0,
+        "consumer_lag": 7,
+        "consumer_lag_p0": 0,
+        "consumer_lag_p3": 7,
+        "interval_s": 5.0,
+        "started_ms": T - 60_000,
+    }
+    # Field types the sink's own points use for the same names (InfluxDB refuses a
+    # field whose type changes): counters and lag integers, durations floats.
+    assert all(type(p.fields[k]) is int for k in ("messages", "consumer_lag", "started_ms"))
+    assert type(p.fields["interval_s"]) is float
+    assert encode_point(p) == encode_point(only(sample))  # a redelivery overwrites itself
+    quiet = only(sample.model_copy(update={"latencies_ms": {}, "consumer_lag": {}}))
+    assert "processing_latency_ms" not in quiet.fields and "consumer_lag" not in quiet.fields
