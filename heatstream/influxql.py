@@ -7,6 +7,7 @@ main job's summary, the monthly report and the tests read through this.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,21 +32,28 @@ class Series:
         return [dict(zip(self.columns, row, strict=True)) for row in self.values]
 
 
-def _auth(influx: InfluxSettings) -> tuple[dict[str, str], dict[str, str]]:
-    headers: dict[str, str] = {}
-    params: dict[str, str] = {}
+def _auth(influx: InfluxSettings) -> dict[str, str]:
+    """The credentials as a header. As `u=` and `p=` in the URL they would reach access
+    logs and httpx's request log."""
     if influx.token is not None:
-        headers["Authorization"] = f"Token {influx.token.get_secret_value()}"
-    elif influx.username:
-        params["u"] = influx.username
-        params["p"] = influx.password.get_secret_value() if influx.password else ""
-    return headers, params
+        return {"Authorization": f"Token {influx.token.get_secret_value()}"}
+    if influx.username:
+        password = influx.password.get_secret_value() if influx.password else ""
+        basic = base64.b64encode(f"{influx.username}:{password}".encode()).decode("ascii")
+        return {"Authorization": f"Basic {basic}"}
+    return {}
+
+
+def _refused(influx: InfluxSettings, status: int) -> str:
+    if status in (401, 403):
+        return "; check influxdb.username and influxdb.password, or influxdb.token"
+    return ""
 
 
 def query(influx: InfluxSettings, q: str, *, timeout_s: float = 30.0) -> list[Series]:
     """Run one InfluxQL statement; every series of its result (epoch ms timestamps)."""
-    headers, params = _auth(influx)
-    params.update({"db": influx.database, "q": q, "epoch": "ms"})
+    headers = _auth(influx)
+    params = {"db": influx.database, "q": q, "epoch": "ms"}
     if influx.retention_policy:
         params["rp"] = influx.retention_policy
     try:
@@ -56,7 +64,8 @@ def query(influx: InfluxSettings, q: str, *, timeout_s: float = 30.0) -> list[Se
         raise QueryError(f"InfluxDB at {influx.url} unreachable: {exc}") from None
     if response.status_code != 200:
         raise QueryError(
-            f"InfluxDB answered {response.status_code} to {q!r}: {response.text[:300]}"
+            f"InfluxDB at {influx.url} answered {response.status_code} to {q!r}:"
+            f" {response.text.strip()[:300]}{_refused(influx, response.status_code)}"
         )
     out: list[Series] = []
     for result in response.json().get("results", []):
@@ -71,8 +80,8 @@ def query(influx: InfluxSettings, q: str, *, timeout_s: float = 30.0) -> list[Se
 
 def execute(influx: InfluxSettings, statement: str) -> None:
     """A statement that changes something (CREATE/DROP ...), sent by POST."""
-    headers, params = _auth(influx)
-    params.update({"q": statement})
+    headers = _auth(influx)
+    params = {"q": statement}
     try:
         response = httpx.post(
             f"{influx.url.rstrip('/')}/query", params=params, headers=headers, timeout=30.0
@@ -86,4 +95,7 @@ def execute(influx: InfluxSettings, statement: str) -> None:
     )
     errors = [r["error"] for r in body.get("results", []) if "error" in r]
     if response.status_code != 200 or errors:
-        raise QueryError(f"InfluxDB refused {statement!r}: {errors or response.text[:300]}")
+        raise QueryError(
+            f"InfluxDB at {influx.url} refused {statement!r}: {errors or response.text.strip()[:300]}"
+            f"{_refused(influx, response.status_code)}"
+        )

@@ -35,13 +35,14 @@ def create(ctx: typer.Context) -> None:
     get the broker's default retention and could delete the raw log.
     """
     from heatstream.cli import settings_of
+    from heatstream.kafka_security import KafkaConfigError
     from heatstream.stack.errors import ProvisioningError
     from heatstream.stack.provision import create_topics
 
     kafka = settings_of(ctx).kafka
     try:
         result = asyncio.run(create_topics(kafka.bootstrap, kafka))
-    except (ProvisioningError, OSError) as exc:
+    except (ProvisioningError, KafkaConfigError, OSError) as exc:
         typer.secho(
             f"cannot create topics on {kafka.bootstrap}: {exc}", fg=typer.colors.RED, err=True
         )

@@ -83,6 +83,7 @@ def sink(
 
     from heatstream.cli import settings_of
     from heatstream.inventory import InventoryError, load_inventory
+    from heatstream.kafka_security import KafkaConfigError, check_connection
     from heatstream.sinks.consumer import build_sink
     from heatstream.sinks.errors import SinkError
 
@@ -115,6 +116,8 @@ def sink(
     typer.echo(f"heatstream sink: {runner.describe()}")
 
     async def main() -> None:
+        # A refused certificate or password stops the sink now, not once InfluxDB is up.
+        await check_connection(settings.kafka)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -125,6 +128,10 @@ def sink(
     try:
         asyncio.run(main())
     except SinkError as exc:
+        typer.secho(f"heatstream sink stopped: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from exc
+    except KafkaConfigError as exc:  # the broker refused our TLS or SASL identity, or the
+        # settings contradict each other: retrying cannot help
         typer.secho(f"heatstream sink stopped: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(1) from exc
     except KafkaError as exc:

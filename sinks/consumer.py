@@ -34,6 +34,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from heatstream.inventory import Inventory
+from heatstream.kafka_security import start_client
 from heatstream.schemas import topics
 from heatstream.schemas.errors import EventError
 from heatstream.schemas.serde import decode_derived
@@ -206,8 +207,9 @@ class Sink:
         )
         self._consumer.subscribe(list(self.topics), listener=_Listener(self))
         self._producer = AIOKafkaProducer(acks="all", enable_idempotence=False, **kwargs)
-        await self._consumer.start()
-        await self._producer.start()
+        # A refused certificate or password stops the sink (KafkaAuthError), saying why.
+        await start_client(self._consumer.start, self.settings.kafka)
+        await start_client(self._producer.start, self.settings.kafka)
         dead_letters = DeadLetterSender(self._producer, self.dead_letter_topic, self.policy)
         self._lander = Lander(self.writer, self.policy, dead_letters, self._commit, self.counters)
 

@@ -38,6 +38,18 @@ from heatstream.stack.status import NOT_STARTED, ServerStatus, StackStatus
 
 Progress = Callable[[str], None]
 
+#: Tansu listens without TLS or authentication here: settings that point at it drop
+#: whatever security the given settings had for another cluster.
+_PLAINTEXT = {
+    "security_protocol": "PLAINTEXT",
+    "sasl_mechanism": None,
+    "sasl_username": None,
+    "sasl_password": None,
+    "ssl_cafile": None,
+    "ssl_certfile": None,
+    "ssl_keyfile": None,
+}
+
 
 def _quiet(_: str) -> None:
     pass
@@ -100,9 +112,7 @@ class EmbeddedStack:
         base = self._base
         return base.model_copy(
             update={
-                "kafka": base.kafka.model_copy(
-                    update={"bootstrap": self.bootstrap, "security_protocol": "PLAINTEXT"}
-                ),
+                "kafka": base.kafka.model_copy(update={"bootstrap": self.bootstrap, **_PLAINTEXT}),
                 "influxdb": base.influxdb.model_copy(update={"url": self.influx_url, "api": "v1"}),
                 "stack": base.stack.model_copy(
                     update={
@@ -231,7 +241,7 @@ class EmbeddedStack:
             raise
 
     async def _provision(self) -> TopicsProvisioned:
-        topics = await create_topics(self.bootstrap, self._base.kafka)
+        topics = await create_topics(self.bootstrap, self.settings.kafka)
         await create_database(self.influx_url, self.database)
         return topics
 

@@ -17,8 +17,14 @@ def _q(value: str | Path) -> str:
     return json.dumps(str(value))
 
 
-def render_influx_config(data_dir: Path, host: str, http_port: int, rpc_port: int) -> str:
-    """The TOML text of an influxd config for one embedded instance."""
+def render_influx_config(
+    data_dir: Path, host: str, http_port: int, rpc_port: int, *, auth_enabled: bool = False
+) -> str:
+    """The TOML text of an influxd config for one embedded instance.
+
+    `auth_enabled`: every request needs a user's credentials; the first user must be
+    created, as an admin (`CREATE USER ... WITH ALL PRIVILEGES`), before anything else.
+    """
     return f"""\
 # Written by `heatstream stack`; regenerated at every start.
 # Upstream 1.x reads reporting-disabled; Debian's build reads reporting-enabled.
@@ -48,7 +54,7 @@ bind-address = {_q(f"{host}:{rpc_port}")}
 [http]
   enabled = true
   bind-address = {_q(f"{host}:{http_port}")}
-  auth-enabled = false
+  auth-enabled = {"true" if auth_enabled else "false"}
   log-enabled = false
   pprof-enabled = false
   unix-socket-enabled = false
@@ -60,9 +66,16 @@ bind-address = {_q(f"{host}:{rpc_port}")}
 
 
 def write_influx_config(
-    path: Path, data_dir: Path, host: str, http_port: int, rpc_port: int
+    path: Path,
+    data_dir: Path,
+    host: str,
+    http_port: int,
+    rpc_port: int,
+    *,
+    auth_enabled: bool = False,
 ) -> Path:
     """Write the config next to the data it describes and return its path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_influx_config(data_dir, host, http_port, rpc_port), encoding="utf-8")
+    text = render_influx_config(data_dir, host, http_port, rpc_port, auth_enabled=auth_enabled)
+    path.write_text(text, encoding="utf-8")
     return path

@@ -14,6 +14,7 @@ import httpx
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
+from heatstream.kafka_security import client_kwargs, start_client
 from heatstream.schemas.topics import TOPICS, TopicSpec, topic_name
 from heatstream.settings import KafkaSettings
 from heatstream.stack.errors import ProvisioningError
@@ -42,12 +43,18 @@ def new_topic(spec: TopicSpec, kafka: KafkaSettings) -> NewTopic:
 async def create_topics(
     bootstrap: str, kafka: KafkaSettings, specs: Iterable[TopicSpec] = TOPICS
 ) -> TopicsProvisioned:
-    """Create every topic in `specs` that does not exist yet (plaintext broker)."""
+    """Create every topic in `specs` that does not exist yet on the brokers at `bootstrap`,
+    connecting with `kafka`'s TLS and SASL settings.
+
+    Raises ProvisioningError when the cluster refuses or fails the request, and
+    KafkaAuthError (from heatstream.kafka_security) when it refuses the credentials.
+    """
     requests = [new_topic(spec, kafka) for spec in specs]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    secured = kafka.model_copy(update={"bootstrap": bootstrap})
+    admin = AIOKafkaAdminClient(**client_kwargs(secured), request_timeout_ms=10_000)
     created: list[str] = []
     try:
-        await admin.start()
+        await start_client(admin.start, secured)
         present = set(await admin.list_topics())
         missing = [r for r in requests if r.name not in present]
         if missing:

@@ -229,27 +229,7 @@ def build_app(
 
 
 def _security(settings: Settings) -> dict[str, Any]:
-    kafka = settings.kafka
-    if kafka.security_protocol == "PLAINTEXT":
-        return {}
-    from aiokafka.helpers import create_ssl_context
-    from faust.auth import SASLCredentials, SSLCredentials
+    # The same checks and TLS context as every other client (heatstream.kafka_security).
+    from heatstream.kafka_security import faust_credentials
 
-    ssl_context = None
-    if kafka.security_protocol in ("SSL", "SASL_SSL"):
-        ssl_context = create_ssl_context(
-            cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None,
-            certfile=str(kafka.ssl_certfile) if kafka.ssl_certfile else None,
-            keyfile=str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None,
-        )
-    if kafka.security_protocol.startswith("SASL"):
-        password = kafka.sasl_password.get_secret_value() if kafka.sasl_password else ""
-        return {
-            "broker_credentials": SASLCredentials(
-                username=kafka.sasl_username or "",
-                password=password,
-                mechanism=kafka.sasl_mechanism or "PLAIN",
-                ssl_context=ssl_context,
-            )
-        }
-    return {"broker_credentials": SSLCredentials(ssl_context)}
+    return faust_credentials(settings.kafka)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -30,10 +30,13 @@ def worker(
     (HEATSTREAM_INVENTORY) must list every gateway and boiler that publishes:
     events from others are dead-lettered as unauthorised.
     """
+    import asyncio
+
     import faust
 
     from heatstream.cli import settings_of
     from heatstream.inventory import InventoryError, load_inventory
+    from heatstream.kafka_security import KafkaConfigError, check_connection
     from heatstream.streams.app import build_app
 
     settings = settings_of(ctx)
@@ -42,7 +45,19 @@ def worker(
     except InventoryError as exc:
         typer.secho(f"invalid inventory: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc
-    app = build_app(settings, inventory, datadir=datadir)
+    try:
+        app = build_app(settings, inventory, datadir=datadir)
+        # Faust stops on a refused certificate or password with aiokafka's bare error
+        # (KeyError('v'), "Unable to bootstrap") and a traceback: one connection first,
+        # so that the worker says what was refused and what to check. (A loop of its
+        # own: asyncio.run would unset the one Faust goes on to use.)
+        probe = asyncio.new_event_loop()
+        try:
+            probe.run_until_complete(check_connection(settings.kafka))
+        finally:
+            probe.close()
+    except KafkaConfigError as exc:
+        _stop("worker", exc)
     level = (loglevel or settings.log_level).lower()
     faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False).execute_from_commandline()
 
@@ -90,6 +105,7 @@ def replay(
     from heatstream.cli import settings_of
     from heatstream.influxql import execute
     from heatstream.inventory import InventoryError, load_inventory
+    from heatstream.kafka_security import KafkaConfigError
     from heatstream.streams.replay import replay as run_replay
 
     settings = settings_of(ctx)
@@ -117,7 +133,10 @@ def replay(
         from heatstream.stack.provision import create_topics
 
         kafka_out = settings.kafka.model_copy(update={"topic_prefix": prefix_out})
-        created = asyncio.run(create_topics(settings.kafka.bootstrap, kafka_out))
+        try:
+            created = asyncio.run(create_topics(settings.kafka.bootstrap, kafka_out))
+        except KafkaConfigError as exc:
+            _stop("replay", exc)
         if created.created:
             console.print(f"created {len(created.created)} topics under {prefix_out!r}")
     with Progress(
@@ -135,16 +154,19 @@ def replay(
                 task, total=total, completed=done, rate=f"{stats.readings_per_s:,.0f} readings/s"
             )
 
-        stats = asyncio.run(
-            run_replay(
-                settings,
-                inventory,
-                to_topics=topics_out,
-                output_prefix=prefix_out,
-                to_influx=influx_out,
-                on_progress=on_progress,
+        try:
+            stats = asyncio.run(
+                run_replay(
+                    settings,
+                    inventory,
+                    to_topics=topics_out,
+                    output_prefix=prefix_out,
+                    to_influx=influx_out,
+                    on_progress=on_progress,
+                )
             )
-        )
+        except KafkaConfigError as exc:
+            _stop("replay", exc)
     console.print(
         f"replayed {stats.messages:,} messages ({stats.readings:,} readings) in {stats.wall_s:.1f} s"
         f" ({stats.readings_per_s:,.0f} readings/s): {stats.derived:,} derived events, "
@@ -152,3 +174,9 @@ def replay(
     )
     for name, n in sorted(stats.by_topic.items()):
         console.print(f"  {n:>9,}  {name}")
+
+
+def _stop(command: str, exc: Exception) -> NoReturn:
+    """Refused credentials or contradictory Kafka settings: say why, exit 1 (no traceback)."""
+    typer.secho(f"heatstream {command}: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1) from exc

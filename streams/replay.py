@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from heatstream.inventory import Inventory
+from heatstream.kafka_security import client_kwargs, start_client
 from heatstream.schemas.errors import EventError
 from heatstream.schemas.serde import decode_raw, encode
 from heatstream.schemas.telemetry import TelemetryFrame
@@ -76,18 +77,15 @@ async def replay(
     params = processor_params(settings)
     processors: dict[int, Processor] = {}
     samplers: dict[int, Downsampler] = {}
+    connection = client_kwargs(kafka)  # bootstrap, TLS and SASL, as every client
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap,
+        **connection,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_bytes=64 * 2**20,
         max_partition_fetch_bytes=16 * 2**20,
     )
-    producer = (
-        AIOKafkaProducer(bootstrap_servers=kafka.bootstrap, acks="all", linger_ms=20)
-        if to_topics
-        else None
-    )
+    producer = AIOKafkaProducer(**connection, acks="all", linger_ms=20) if to_topics else None
     writer = build_writer(settings.influxdb) if to_influx else None
     points: list[Point] = []
 
@@ -107,9 +105,13 @@ async def replay(
         stats.rejected_points += len(rejected)
         points = []
 
-    await consumer.start()
+    await start_client(consumer.start, kafka)
     if producer is not None:
-        await producer.start()
+        try:
+            await start_client(producer.start, kafka)
+        except BaseException:
+            await consumer.stop()
+            raise
     if writer is not None:
         await writer.start()
     try:

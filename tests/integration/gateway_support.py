@@ -36,12 +36,17 @@ class TansuBroker:
     """A Tansu process on a fixed loopback port, restartable on the same port.
 
     `advertised_port`: the port clients are told to use (a relay's), when not
-    the port it listens on.
+    the port it listens on; `extra_args`: more `tansu broker` options.
     """
 
     def __init__(
-        self, log_dir: Path, port: int | None = None, advertised_port: int | None = None
+        self,
+        log_dir: Path,
+        port: int | None = None,
+        advertised_port: int | None = None,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
+        self.extra_args = extra_args  # e.g. ("--authentication",)
         self.port = port or free_port("127.0.0.1")
         self.advertised_port = advertised_port or self.port
         self.bootstrap = f"127.0.0.1:{self.advertised_port}"
@@ -58,6 +63,7 @@ class TansuBroker:
             f"tcp://127.0.0.1:{self.port}",
             "--advertised-listener-url",
             f"tcp://127.0.0.1:{self.advertised_port}",
+            *self.extra_args,
         ]
         self.process = spawn(
             "tansu", argv, self.log_dir / f"tansu-{self._starts}.log", detach=False
