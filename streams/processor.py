@@ -221,10 +221,15 @@ class Processor:
         clock = self.clocks.get(event.gateway)
         if clock is None:
             clock = self.clocks[event.gateway] = ClockSkewTracker(self.params.skew)
-        for issue in clock.observe(
-            event.gateway, event.site, _event_max_t(event), event.ingest_time_ms
-        ):
-            out.append(self._dq(issue))
+        if isinstance(event, TelemetryFrame):
+            # Judged on frames only: a compute event is stamped when the job
+            # changed and may travel with the next frame, so its lag to the
+            # reference differs from the frames' by up to a frame span, which
+            # would restart the "constant lag" hold of a clock running behind.
+            for issue in clock.observe(
+                event.gateway, event.site, _event_max_t(event), event.ingest_time_ms
+            ):
+                out.append(self._dq(issue))
 
         if isinstance(event, TelemetryFrame):
             out.extend(self._frame(event, raw, key, origin))
@@ -235,7 +240,9 @@ class Processor:
             event.gateway,
             event.site,
             _event_max_t(event),
-            partition_max_ms=self.engine.partition_max_t,
+            # A clock flagged ahead proves its gateway alive but must not move
+            # the partition's event time: every other gateway would look silent.
+            advances_clock=not clock.is_ahead(event.gateway),
         ):
             # A silence found by the sweep changes the silent gateway's row.
             self._dirty_gateways.add(issue.gateway)

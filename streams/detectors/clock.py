@@ -120,6 +120,11 @@ class ClockSkewTracker:
         st["worst"] = max(st["worst"], abs(lag))
         return []
 
+    def is_ahead(self, gateway: str) -> bool:
+        """Whether the gateway's clock is currently flagged as running ahead."""
+        st = self._gw.get(gateway)
+        return st is not None and st["active"] == "ahead"
+
     def _issue(
         self, gateway: str, site: str, st: dict[str, Any], end_ms: int | None, lag: int
     ) -> DataQualityIssue:
