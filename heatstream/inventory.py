@@ -109,7 +109,8 @@ class Boiler(_Item):
     nominal_it_kw: float = Field(gt=0, le=5000, description="nominal IT power, kW")
     loop_volume_l: float = Field(500.0, gt=0, description="water volume of the closed loop, L")
     flow_meter_side: Literal["return", "supply"] = Field(
-        "return", description="where the heat meter's flow sensor sits (its water temperature sets ρ)"
+        "return",
+        description="where the heat meter's flow sensor sits (its water temperature sets ρ)",
     )
 
 
@@ -123,7 +124,11 @@ class Inventory(_Item):
 
     @model_validator(mode="after")
     def _consistent(self) -> Inventory:
-        for kind, items in (("sites", self.sites), ("gateways", self.gateways), ("boilers", self.boilers)):
+        for kind, items in (
+            ("sites", self.sites),
+            ("gateways", self.gateways),
+            ("boilers", self.boilers),
+        ):
             dupes = [i for i, n in Counter(x.id for x in items).items() if n > 1]
             if dupes:
                 raise ValueError(f"{kind}: id {dupes[0]!r} is listed more than once")
@@ -135,7 +140,9 @@ class Inventory(_Item):
         owner: dict[str, str] = {}
         for i, g in enumerate(self.gateways):
             if g.site not in site_ids:
-                raise ValueError(f"gateways[{i}].site = {g.site!r} is not a site id under [[sites]]")
+                raise ValueError(
+                    f"gateways[{i}].site = {g.site!r} is not a site id under [[sites]]"
+                )
             for j, boiler in enumerate(g.boilers):
                 where = f"gateways[{i}].boilers[{j}] = {boiler!r}"
                 if boiler not in boiler_site:
@@ -231,11 +238,15 @@ def synthetic_inventory(boilers: int, sites: int, nominal_it_kw: float = 100.0) 
     """A deterministic fleet: `sites` sites of rotating kinds, one gateway per site,
     boilers spread round-robin. Used by the simulator and the embedded demo."""
     if sites < 1 or boilers < sites:
-        raise InventoryError(f"need at least one boiler per site (boilers={boilers}, sites={sites})")
+        raise InventoryError(
+            f"need at least one boiler per site (boilers={boilers}, sites={sites})"
+        )
     site_list = []
     for s in range(sites):
         kind, heat = _KINDS[s % len(_KINDS)]
-        site_list.append(Site(id=f"site-{s + 1:02d}", name=f"{kind} {s + 1}", kind=kind, displaced_heat=heat))
+        site_list.append(
+            Site(id=f"site-{s + 1:02d}", name=f"{kind} {s + 1}", kind=kind, displaced_heat=heat)
+        )
     boiler_list = [
         Boiler(id=f"boiler-{b + 1:04d}", site=site_list[b % sites].id, nominal_it_kw=nominal_it_kw)
         for b in range(boilers)
@@ -270,7 +281,11 @@ def inventory_toml(inventory: Inventory) -> str:
         return f'"{text}"'
 
     lines: list[str] = ["# heatstream inventory (generated)", ""]
-    for table, items in (("sites", inventory.sites), ("gateways", inventory.gateways), ("boilers", inventory.boilers)):
+    for table, items in (
+        ("sites", inventory.sites),
+        ("gateways", inventory.gateways),
+        ("boilers", inventory.boilers),
+    ):
         for item in items:
             lines.append(f"[[{table}]]")
             nested: list[str] = []

@@ -35,28 +35,47 @@ def _inventory_path(option: Path | None, configured: Path | None, data_dir: Path
 
 def report(
     ctx: typer.Context,
-    site: Annotated[str, typer.Option("--site", help="Site id, as in the inventory and "
-                                      "InfluxDB's `site` tag.", show_default=False)],
-    month: Annotated[str, typer.Option("--month", help="UTC calendar month, YYYY-MM.",
-                                       show_default=False)],
+    site: Annotated[
+        str,
+        typer.Option(
+            "--site",
+            help="Site id, as in the inventory and InfluxDB's `site` tag.",
+            show_default=False,
+        ),
+    ],
+    month: Annotated[
+        str, typer.Option("--month", help="UTC calendar month, YYYY-MM.", show_default=False)
+    ],
     fmt: Annotated[
         ReportFormat | None,
-        typer.Option("--format", "-f", help="html (one self-contained file), md (Markdown, plot "
-                     "as a data-URI image) or pdf (A4). Default: --output's extension, else html.",
-                     show_default=False),
+        typer.Option(
+            "--format",
+            "-f",
+            help="html (one self-contained file), md (Markdown, plot "
+            "as a data-URI image) or pdf (A4). Default: --output's extension, else html.",
+            show_default=False,
+        ),
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="File to write. Default: "
-                     "report-SITE-MONTH.FORMAT in the current directory.", dir_okay=False),
+        typer.Option(
+            "--output",
+            "-o",
+            help="File to write. Default: report-SITE-MONTH.FORMAT in the current directory.",
+            dir_okay=False,
+        ),
     ] = None,
     inventory: Annotated[
         Path | None,
-        typer.Option("--inventory", help="Inventory TOML giving the site's name, displaced heat "
-                     "source, efficiency, emission factor and factor source. Default: "
-                     "HEATSTREAM_INVENTORY (setting `inventory`), else the one the last "
-                     "`heatstream up` wrote (STACK_DATA_DIR/run/inventory.toml), else the "
-                     "bundled example.", dir_okay=False),
+        typer.Option(
+            "--inventory",
+            help="Inventory TOML giving the site's name, displaced heat "
+            "source, efficiency, emission factor and factor source. Default: "
+            "HEATSTREAM_INVENTORY (setting `inventory`), else the one the last "
+            "`heatstream up` wrote (STACK_DATA_DIR/run/inventory.toml), else the "
+            "bundled example.",
+            dir_okay=False,
+        ),
     ] = None,
 ) -> None:
     """Write a site's monthly heat-reuse report, for the building owner and
@@ -110,8 +129,11 @@ def report(
     except ReportError as exc:
         raise _fail(str(exc), 2) from None
     except QueryError as exc:
-        raise _fail(f"{exc}\n(InfluxDB is set by HEATSTREAM_INFLUXDB__URL and "
-                    "HEATSTREAM_INFLUXDB__DATABASE, or --config)", 1) from None
+        raise _fail(
+            f"{exc}\n(InfluxDB is set by HEATSTREAM_INFLUXDB__URL and "
+            "HEATSTREAM_INFLUXDB__DATABASE, or --config)",
+            1,
+        ) from None
 
     if fmt is ReportFormat.pdf:
         from heatstream.report.render_pdf import render_pdf

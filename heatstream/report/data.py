@@ -137,76 +137,80 @@ def build_report(
         return run(text) if run is not None else query(influx, text)
 
     span = f"time >= {_literal(_rfc3339(start_ms))} AND time < {_literal(_rfc3339(end_ms))}"
-    windows = f"FROM \"heat_window\" WHERE \"resolution\" = '1m' AND \"site\" = {_literal(site_id)}"
+    windows = f'FROM "heat_window" WHERE "resolution" = \'1m\' AND "site" = {_literal(site_id)}'
 
     present = ask(
         "Sites with 1-minute heat windows in the month",
-        f"SELECT count(\"heat_kwh\") AS \"windows\" FROM \"heat_window\" "
-        f"WHERE \"resolution\" = '1m' AND {span} GROUP BY \"site\"",
+        f'SELECT count("heat_kwh") AS "windows" FROM "heat_window" '
+        f'WHERE "resolution" = \'1m\' AND {span} GROUP BY "site"',
     )
     sites_with_data = sorted(s.tags.get("site", "") for s in present)
     if site_id not in sites_with_data:
         raise NoDataError(site_id, month, sites_with_data)
     site = site_info(inventory, site_id, inventory_label)
 
-    totals = _one_row(ask(
-        "Month totals (sum of the 1-minute windows)",
-        "SELECT sum(\"heat_kwh\") AS \"heat_kwh\", sum(\"it_kwh\") AS \"it_kwh\", "
-        "sum(\"aux_kwh\") AS \"aux_kwh\", sum(\"total_kwh\") AS \"total_kwh\", "
-        "sum(\"co2_avoided_kg\") AS \"co2_avoided_kg\", count(\"heat_kwh\") AS \"windows\" "
-        f"{windows} AND {span}",
-    ))
-    positive = _one_row(ask(
-        "Heat of the windows that delivered heat (CO2 is counted on these)",
-        f"SELECT sum(\"heat_kwh\") AS \"heat_kwh\" {windows} AND \"heat_kwh\" > 0 AND {span}",
-    ))
+    totals = _one_row(
+        ask(
+            "Month totals (sum of the 1-minute windows)",
+            'SELECT sum("heat_kwh") AS "heat_kwh", sum("it_kwh") AS "it_kwh", '
+            'sum("aux_kwh") AS "aux_kwh", sum("total_kwh") AS "total_kwh", '
+            'sum("co2_avoided_kg") AS "co2_avoided_kg", count("heat_kwh") AS "windows" '
+            f"{windows} AND {span}",
+        )
+    )
+    positive = _one_row(
+        ask(
+            "Heat of the windows that delivered heat (CO2 is counted on these)",
+            f'SELECT sum("heat_kwh") AS "heat_kwh" {windows} AND "heat_kwh" > 0 AND {span}',
+        )
+    )
     per_boiler = ask(
         "Per boiler: windows, heat, energy and summed coverage",
-        "SELECT count(\"coverage\") AS \"windows\", sum(\"coverage\") AS \"coverage\", "
-        "sum(\"heat_kwh\") AS \"heat_kwh\", sum(\"total_kwh\") AS \"total_kwh\" "
-        f"{windows} AND {span} GROUP BY \"boiler\"",
+        'SELECT count("coverage") AS "windows", sum("coverage") AS "coverage", '
+        'sum("heat_kwh") AS "heat_kwh", sum("total_kwh") AS "total_kwh" '
+        f'{windows} AND {span} GROUP BY "boiler"',
     )
     good = ask(
         f"Per boiler: minutes with coverage >= {DOWNTIME_BELOW}",
-        f"SELECT count(\"coverage\") AS \"minutes\" {windows} "
-        f"AND \"coverage\" >= {DOWNTIME_BELOW} AND {span} GROUP BY \"boiler\"",
+        f'SELECT count("coverage") AS "minutes" {windows} '
+        f'AND "coverage" >= {DOWNTIME_BELOW} AND {span} GROUP BY "boiler"',
     )
     daily = ask(
         "Per UTC day: heat, energy, CO2, windows and summed coverage",
-        "SELECT sum(\"heat_kwh\") AS \"heat_kwh\", sum(\"total_kwh\") AS \"total_kwh\", "
-        "sum(\"co2_avoided_kg\") AS \"co2_avoided_kg\", sum(\"coverage\") AS \"coverage\", "
-        f"count(\"heat_kwh\") AS \"windows\" {windows} AND {span} GROUP BY time(1d) fill(0)",
+        'SELECT sum("heat_kwh") AS "heat_kwh", sum("total_kwh") AS "total_kwh", '
+        'sum("co2_avoided_kg") AS "co2_avoided_kg", sum("coverage") AS "coverage", '
+        f'count("heat_kwh") AS "windows" {windows} AND {span} GROUP BY time(1d) fill(0)',
     )
     # InfluxQL has no sum(a * b): the products are formed per window in a subquery.
     # `coverage + 0 * supply` is null where the window has no supply temperature, so
     # the weight only counts windows that have one.
     temps = ask(
         "Per UTC day: coverage-weighted sums of supply and return temperatures",
-        "SELECT sum(\"sw\") AS \"supply_weighted\", sum(\"sc\") AS \"supply_weight\", "
-        "sum(\"rw\") AS \"return_weighted\", sum(\"rc\") AS \"return_weight\" FROM ("
-        "SELECT \"supply_temp_c\" * \"coverage\" AS \"sw\", "
-        "\"coverage\" + 0 * \"supply_temp_c\" AS \"sc\", "
-        "\"return_temp_c\" * \"coverage\" AS \"rw\", "
-        "\"coverage\" + 0 * \"return_temp_c\" AS \"rc\" "
+        'SELECT sum("sw") AS "supply_weighted", sum("sc") AS "supply_weight", '
+        'sum("rw") AS "return_weighted", sum("rc") AS "return_weight" FROM ('
+        'SELECT "supply_temp_c" * "coverage" AS "sw", '
+        '"coverage" + 0 * "supply_temp_c" AS "sc", '
+        '"return_temp_c" * "coverage" AS "rw", '
+        '"coverage" + 0 * "return_temp_c" AS "rc" '
         f"{windows} AND {span}) WHERE {span} GROUP BY time(1d) fill(0)",
     )
-    site_filter = f"\"site\" = {_literal(site_id)}"
+    site_filter = f'"site" = {_literal(site_id)}'
     before_end = f"time < {_literal(_rfc3339(end_ms))}"
     anomaly_rows = ask(
         "Anomalies of the site up to the end of the month (kept if they overlap it)",
-        "SELECT \"start_ms\", \"end_ms\", \"reason\", \"boiler\", \"kind\", \"severity\", "
-        f"\"phase\" FROM \"anomaly\" WHERE {site_filter} AND {before_end}",
+        'SELECT "start_ms", "end_ms", "reason", "boiler", "kind", "severity", '
+        f'"phase" FROM "anomaly" WHERE {site_filter} AND {before_end}',
     )
     leak_rows = ask(
         "Leak suspicions of the site up to the end of the month (kept if they overlap it)",
-        "SELECT \"start_ms\", \"detected_ms\", \"end_ms\", \"reason\", \"evidence\", "
-        "\"leak_rate_lpm\", \"confidence\", \"boiler\", \"severity\", \"phase\" "
-        f"FROM \"leak\" WHERE {site_filter} AND {before_end}",
+        'SELECT "start_ms", "detected_ms", "end_ms", "reason", "evidence", '
+        '"leak_rate_lpm", "confidence", "boiler", "severity", "phase" '
+        f'FROM "leak" WHERE {site_filter} AND {before_end}',
     )
     dq = ask(
         "Data-quality issues by kind",
-        "SELECT count(\"count\") AS \"issues\", sum(\"count\") AS \"count\" "
-        f"FROM \"data_quality\" WHERE {site_filter} AND {span} GROUP BY \"kind\"",
+        'SELECT count("count") AS "issues", sum("count") AS "count" '
+        f'FROM "data_quality" WHERE {site_filter} AND {span} GROUP BY "kind"',
     )
 
     # -- coverage and downtime over boiler-minutes --------------------------------
@@ -216,24 +220,28 @@ def build_report(
     # when the data runs ahead of this machine's clock (a simulated fleet).
     period_end = end_ms
     if now_ms < end_ms:
-        newest = _one_row(ask(
-            "Newest 1-minute window of the site (the month is not over)",
-            f"SELECT last(\"heat_kwh\") AS \"heat_kwh\" {windows} AND {span}",
-        ))
+        newest = _one_row(
+            ask(
+                "Newest 1-minute window of the site (the month is not over)",
+                f'SELECT last("heat_kwh") AS "heat_kwh" {windows} AND {span}',
+            )
+        )
         newest_end = int(newest.get("time", start_ms)) + MINUTE_MS
         period_end = min(end_ms, max(now_ms // MINUTE_MS * MINUTE_MS, newest_end, start_ms))
     minutes = (period_end - start_ms) // MINUTE_MS
     boilers = []
     for name, row in sorted(boiler_rows.items()):
         down = minutes - good_minutes.get(name, 0)
-        boilers.append(BoilerFigures(
-            boiler=name,
-            windows=int(_num(row, "windows")),
-            heat_kwh=_num(row, "heat_kwh"),
-            total_kwh=_num(row, "total_kwh"),
-            coverage=_num(row, "coverage") / minutes if minutes else 0.0,
-            downtime_h=max(down, 0) / 60,
-        ))
+        boilers.append(
+            BoilerFigures(
+                boiler=name,
+                windows=int(_num(row, "windows")),
+                heat_kwh=_num(row, "heat_kwh"),
+                total_kwh=_num(row, "total_kwh"),
+                coverage=_num(row, "coverage") / minutes if minutes else 0.0,
+                downtime_h=max(down, 0) / 60,
+            )
+        )
     boiler_minutes = minutes * len(boilers)
     coverage_sum = sum(_num(r, "coverage") for r in boiler_rows.values())
     downtime_min = sum(max(minutes - good_minutes.get(b.boiler, 0), 0) for b in boilers)
@@ -279,12 +287,20 @@ def build_report(
         coverage=coverage_sum / boiler_minutes if boiler_minutes else 0.0,
         downtime_h=downtime_min / 60,
         alerts=tuple(_alerts(anomaly_rows, leak_rows, start_ms)),
-        quality=tuple(sorted(
-            (QualityCount(kind=s.tags.get("kind", "?"), issues=int(_num(s.rows()[0], "issues")),
-                          count=int(_num(s.rows()[0], "count")))
-             for s in dq if s.values),
-            key=lambda q: q.kind,
-        )),
+        quality=tuple(
+            sorted(
+                (
+                    QualityCount(
+                        kind=s.tags.get("kind", "?"),
+                        issues=int(_num(s.rows()[0], "issues")),
+                        count=int(_num(s.rows()[0], "count")),
+                    )
+                    for s in dq
+                    if s.values
+                ),
+                key=lambda q: q.kind,
+            )
+        ),
         queries=tuple(queries),
     )
 
@@ -306,16 +322,18 @@ def _days(
             sums[key] += value
         # boiler-minutes of the day (fewer for the current day of a month still running)
         minutes = boilers * max(0, min(t + DAY_MS, period_end_ms) - t) // MINUTE_MS
-        days.append(Day(
-            date=datetime.fromtimestamp(t / 1000, tz=UTC).strftime("%Y-%m-%d"),
-            windows=int(_num(row, "windows")),
-            heat_kwh=_num(row, "heat_kwh"),
-            total_kwh=_num(row, "total_kwh"),
-            co2_avoided_kg=_num(row, "co2_avoided_kg"),
-            coverage=_num(row, "coverage") / minutes if minutes else 0.0,
-            supply_temp_c=sw / sc if sc > 0 else None,
-            return_temp_c=rw / rc if rc > 0 else None,
-        ))
+        days.append(
+            Day(
+                date=datetime.fromtimestamp(t / 1000, tz=UTC).strftime("%Y-%m-%d"),
+                windows=int(_num(row, "windows")),
+                heat_kwh=_num(row, "heat_kwh"),
+                total_kwh=_num(row, "total_kwh"),
+                co2_avoided_kg=_num(row, "co2_avoided_kg"),
+                coverage=_num(row, "coverage") / minutes if minutes else 0.0,
+                supply_temp_c=sw / sc if sc > 0 else None,
+                return_temp_c=rw / rc if rc > 0 else None,
+            )
+        )
     return tuple(days), sums
 
 
@@ -351,10 +369,18 @@ def _alerts(anomalies: list[Series], leaks: list[Series], month_start_ms: int) -
         end = a.get("end_ms")
         if end is not None and end < month_start_ms:
             continue
-        out.append(Alert(
-            measurement=measurement, kind=kind, boiler=boiler, severity=a["severity"],
-            start_ms=start, end_ms=end, reason=a["reason"], detail=a["detail"],
-        ))
+        out.append(
+            Alert(
+                measurement=measurement,
+                kind=kind,
+                boiler=boiler,
+                severity=a["severity"],
+                start_ms=start,
+                end_ms=end,
+                reason=a["reason"],
+                detail=a["detail"],
+            )
+        )
     return sorted(out, key=lambda a: (a.start_ms, a.boiler, a.kind))
 
 

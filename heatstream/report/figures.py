@@ -84,39 +84,67 @@ def figures(d: ReportData) -> list[Figure]:
         f"efficiency {s.efficiency:g})"
     )
     return [
-        Figure("Heat delivered", kwh(d.heat_kwh),
-               f"sum of heat_kwh {windows}; a window whose return was warmer than its "
-               "supply counts negative"),
+        Figure(
+            "Heat delivered",
+            kwh(d.heat_kwh),
+            f"sum of heat_kwh {windows}; a window whose return was warmer than its "
+            "supply counts negative",
+        ),
         Figure("IT energy", kwh(d.it_kwh), f"sum of it_kwh {windows}"),
         Figure("Auxiliary energy", kwh(d.aux_kwh), f"sum of aux_kwh (pumps, fans) {windows}"),
         Figure("Total energy", kwh(d.total_kwh), f"sum of total_kwh (IT + auxiliary) {windows}"),
-        Figure("Energy Reuse Factor (ERF)", ratio(d.erf),
-               f"heat delivered / total energy = {d.heat_kwh:,.3f} / {d.total_kwh:,.3f} kWh "
-               "(ISO/IEC 30134-6), over the month, not a mean of daily ERFs"),
-        Figure("Average waste-heat (supply) temperature", temp(d.supply_temp_c),
-               "mean of each window's time-weighted supply_temp_c, weighted by its coverage "
-               f"(covered time: {d.temp_covered_minutes:,.1f} minutes of windows that meter it)"),
-        Figure("Average return temperature", temp(d.return_temp_c),
-               "the same weighting, return_temp_c"),
-        Figure("CO2 avoided", kg(d.co2_avoided_kg),
-               f"sum of co2_avoided_kg {windows} (the pipeline computes each window as "
-               "max(heat, 0) / efficiency x emission factor)"),
-        Figure("CO2 avoided, re-derived", kg(d.co2_derived_kg),
-               f"heat of the windows with heat > 0 ({d.heat_positive_kwh:,.3f} kWh) / "
-               f"efficiency {s.efficiency:g} x {s.emission_factor_kg_per_kwh:g} kg CO2e/kWh "
-               f"({s.heat_source.replace('_', ' ')}); {co2_check}"),
-        Figure("Coverage", pct(d.coverage),
-               f"sum of window coverage / ({n_boilers} boiler(s) reporting this month x "
-               f"{d.boiler_minutes // max(n_boilers, 1):,} minutes); a minute without a "
-               "window counts 0"),
-        Figure("Downtime", f"{d.downtime_h:,.1f} h",
-               f"boiler-minutes with coverage < {DOWNTIME_BELOW:g} or no window, "
-               f"out of {d.boiler_minutes:,} boiler-minutes, in hours"),
-        Figure("Alerts", str(len(d.alerts)),
-               "anomaly and leak suspicions of the site's boilers overlapping the month "
-               "(started before its end, not ended before its start)"),
-        Figure("Data-quality issues", f"{sum(q.issues for q in d.quality):,}",
-               "data_quality points of the site in the month (details by kind below)"),
+        Figure(
+            "Energy Reuse Factor (ERF)",
+            ratio(d.erf),
+            f"heat delivered / total energy = {d.heat_kwh:,.3f} / {d.total_kwh:,.3f} kWh "
+            "(ISO/IEC 30134-6), over the month, not a mean of daily ERFs",
+        ),
+        Figure(
+            "Average waste-heat (supply) temperature",
+            temp(d.supply_temp_c),
+            "mean of each window's time-weighted supply_temp_c, weighted by its coverage "
+            f"(covered time: {d.temp_covered_minutes:,.1f} minutes of windows that meter it)",
+        ),
+        Figure(
+            "Average return temperature", temp(d.return_temp_c), "the same weighting, return_temp_c"
+        ),
+        Figure(
+            "CO2 avoided",
+            kg(d.co2_avoided_kg),
+            f"sum of co2_avoided_kg {windows} (the pipeline computes each window as "
+            "max(heat, 0) / efficiency x emission factor)",
+        ),
+        Figure(
+            "CO2 avoided, re-derived",
+            kg(d.co2_derived_kg),
+            f"heat of the windows with heat > 0 ({d.heat_positive_kwh:,.3f} kWh) / "
+            f"efficiency {s.efficiency:g} x {s.emission_factor_kg_per_kwh:g} kg CO2e/kWh "
+            f"({s.heat_source.replace('_', ' ')}); {co2_check}",
+        ),
+        Figure(
+            "Coverage",
+            pct(d.coverage),
+            f"sum of window coverage / ({n_boilers} boiler(s) reporting this month x "
+            f"{d.boiler_minutes // max(n_boilers, 1):,} minutes); a minute without a "
+            "window counts 0",
+        ),
+        Figure(
+            "Downtime",
+            f"{d.downtime_h:,.1f} h",
+            f"boiler-minutes with coverage < {DOWNTIME_BELOW:g} or no window, "
+            f"out of {d.boiler_minutes:,} boiler-minutes, in hours",
+        ),
+        Figure(
+            "Alerts",
+            str(len(d.alerts)),
+            "anomaly and leak suspicions of the site's boilers overlapping the month "
+            "(started before its end, not ended before its start)",
+        ),
+        Figure(
+            "Data-quality issues",
+            f"{sum(q.issues for q in d.quality):,}",
+            "data_quality points of the site in the month (details by kind below)",
+        ),
     ]
 
 
@@ -134,11 +162,15 @@ def notes(d: ReportData) -> list[str]:
         "physically impossible are not in them (see data_quality out_of_range).",
     ]
     if not d.complete:
-        out.append(f"The month is not over: coverage and downtime count minutes up to "
-                   f"{iso(d.period_end_ms)}.")
+        out.append(
+            f"The month is not over: coverage and downtime count minutes up to "
+            f"{iso(d.period_end_ms)}."
+        )
     if d.boilers_without_data:
-        out.append("Boilers listed at this site in the inventory with no data this month "
-                   f"(not counted in coverage): {', '.join(d.boilers_without_data)}.")
+        out.append(
+            "Boilers listed at this site in the inventory with no data this month "
+            f"(not counted in coverage): {', '.join(d.boilers_without_data)}."
+        )
     return out
 
 
@@ -157,17 +189,23 @@ def warnings(d: ReportData) -> list[str]:
 def day_rows(d: ReportData) -> list[list[str]]:
     """One row per UTC day; a day without any window says so instead of showing zeros."""
     return [
-        [day.date, f"{day.heat_kwh:,.1f}", f"{day.total_kwh:,.1f}", ratio(day.erf),
-         f"{day.co2_avoided_kg:,.1f}", pct(day.coverage), temp(day.supply_temp_c),
-         temp(day.return_temp_c)]
+        [
+            day.date,
+            f"{day.heat_kwh:,.1f}",
+            f"{day.total_kwh:,.1f}",
+            ratio(day.erf),
+            f"{day.co2_avoided_kg:,.1f}",
+            pct(day.coverage),
+            temp(day.supply_temp_c),
+            temp(day.return_temp_c),
+        ]
         if day.windows
         else [day.date, "no data", "", "", "", pct(0.0), "", ""]
         for day in d.days
     ]
 
 
-DAY_COLUMNS = ["UTC day", "heat kWh", "total kWh", "ERF", "CO2 kg", "coverage", "supply",
-               "return"]
+DAY_COLUMNS = ["UTC day", "heat kWh", "total kWh", "ERF", "CO2 kg", "coverage", "supply", "return"]
 BOILER_COLUMNS = ["boiler", "windows", "heat kWh", "total kWh", "coverage", "downtime h"]
 ALERT_COLUMNS = ["kind", "boiler", "severity", "start", "end", "reason"]
 QUALITY_COLUMNS = ["kind", "issues", "readings or events"]
@@ -175,8 +213,14 @@ QUALITY_COLUMNS = ["kind", "issues", "readings or events"]
 
 def boiler_rows(d: ReportData) -> list[list[str]]:
     return [
-        [b.boiler, f"{b.windows:,}", f"{b.heat_kwh:,.1f}", f"{b.total_kwh:,.1f}",
-         pct(b.coverage), f"{b.downtime_h:,.1f}"]
+        [
+            b.boiler,
+            f"{b.windows:,}",
+            f"{b.heat_kwh:,.1f}",
+            f"{b.total_kwh:,.1f}",
+            pct(b.coverage),
+            f"{b.downtime_h:,.1f}",
+        ]
         for b in d.boilers
     ]
 

@@ -34,11 +34,17 @@ def draw_daily(d: ReportData, heat_ax: Axes, cov_ax: Axes) -> None:
     heat_ax.grid(axis="y", alpha=0.3)
     if d.days:
         mean = d.heat_kwh / len(d.days)
-        heat_ax.axhline(mean, color="#555555", linewidth=0.8, linestyle="--",
-                        label=f"month total / {len(d.days)} days = {mean:,.1f} kWh")
+        heat_ax.axhline(
+            mean,
+            color="#555555",
+            linewidth=0.8,
+            linestyle="--",
+            label=f"month total / {len(d.days)} days = {mean:,.1f} kWh",
+        )
         heat_ax.legend(loc="upper right", fontsize=8, frameon=False)
-    cov_ax.plot(days, [100 * day.coverage for day in d.days], marker="o", markersize=3,
-                color="#2d6a8e")
+    cov_ax.plot(
+        days, [100 * day.coverage for day in d.days], marker="o", markersize=3, color="#2d6a8e"
+    )
     cov_ax.set_ylim(0, 105)
     cov_ax.set_ylabel("coverage (%)")
     cov_ax.set_xlabel("day of month (UTC)")

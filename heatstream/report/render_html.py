@@ -30,10 +30,12 @@ img { max-width: 100%; } pre { background: #f7f7f7; padding: 0.5rem; overflow-x:
 def _table(columns: list[str], rows: list[list[str]], numeric: frozenset[int] = frozenset()) -> str:
     head = "".join(f"<th>{escape(c)}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(
+        "<tr>"
+        + "".join(
             f'<td class="num">{escape(c)}</td>' if i in numeric else f"<td>{escape(c)}</td>"
             for i, c in enumerate(row)
-        ) + "</tr>"
+        )
+        + "</tr>"
         for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -45,18 +47,25 @@ def render_html(d: ReportData, *, png: bytes | None = None) -> str:
     title = escape(f.title(d))
     header = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in f.header(d))
     figs = "".join(
-        f"<tr><td>{escape(x.label)}</td><td class=\"value\">{escape(x.value)}</td>"
-        f"<td class=\"how\">{escape(x.how)}</td></tr>"
+        f'<tr><td>{escape(x.label)}</td><td class="value">{escape(x.value)}</td>'
+        f'<td class="how">{escape(x.how)}</td></tr>'
         for x in f.figures(d)
     )
     image = base64.b64encode(png).decode("ascii")
-    alerts = (_table(f.ALERT_COLUMNS, f.alert_rows(d)) if d.alerts
-              else "<p>No alert overlaps the month.</p>")
-    quality = (_table(f.QUALITY_COLUMNS, f.quality_rows(d), frozenset({1, 2})) if d.quality
-               else "<p>No data-quality issue recorded in the month.</p>")
+    alerts = (
+        _table(f.ALERT_COLUMNS, f.alert_rows(d))
+        if d.alerts
+        else "<p>No alert overlaps the month.</p>"
+    )
+    quality = (
+        _table(f.QUALITY_COLUMNS, f.quality_rows(d), frozenset({1, 2}))
+        if d.quality
+        else "<p>No data-quality issue recorded in the month.</p>"
+    )
     notes = "".join(f"<li>{escape(n)}</li>" for n in f.notes(d))
-    warnings = "".join(f'<p class="warn"><strong>Warning:</strong> {escape(w)}</p>'
-                       for w in f.warnings(d))
+    warnings = "".join(
+        f'<p class="warn"><strong>Warning:</strong> {escape(w)}</p>' for w in f.warnings(d)
+    )
     queries = "".join(
         f"<p>{escape(q.purpose)}:</p><pre><code>{escape(q.text)}</code></pre>" for q in d.queries
     )

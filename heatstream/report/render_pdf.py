@@ -42,8 +42,14 @@ class _Pages:
         self.page = Figure(figsize=(PAGE_W, PAGE_H))
         self.number += 1
         self.y = MARGIN
-        self.page.text(MARGIN / PAGE_W, 0.35 / PAGE_H, f"{self.footer} · page {self.number}",
-                       fontsize=7, color="#777777", family=MONO)
+        self.page.text(
+            MARGIN / PAGE_W,
+            0.35 / PAGE_H,
+            f"{self.footer} · page {self.number}",
+            fontsize=7,
+            color="#777777",
+            family=MONO,
+        )
         return self.page
 
     def close_page(self) -> None:
@@ -56,12 +62,28 @@ class _Pages:
             return self._new_page()
         return self.page
 
-    def _put(self, text: str, *, size: float = BODY_PT, bold: bool = False, family: str = MONO,
-             color: str = "#222222", height: float = LINE) -> None:
+    def _put(
+        self,
+        text: str,
+        *,
+        size: float = BODY_PT,
+        bold: bool = False,
+        family: str = MONO,
+        color: str = "#222222",
+        height: float = LINE,
+    ) -> None:
         page = self._room(height)
         self.y += height
-        page.text(MARGIN / PAGE_W, 1 - self.y / PAGE_H, text, fontsize=size, family=family,
-                  weight="bold" if bold else "normal", color=color, va="baseline")
+        page.text(
+            MARGIN / PAGE_W,
+            1 - self.y / PAGE_H,
+            text,
+            fontsize=size,
+            family=family,
+            weight="bold" if bold else "normal",
+            color=color,
+            va="baseline",
+        )
 
     def title(self, text: str) -> None:
         for part in textwrap.wrap(text, 70):
@@ -82,15 +104,18 @@ class _Pages:
     def table(self, columns: list[str], rows: list[list[str]], max_width: int = 28) -> None:
         """Fixed-width columns; the last column wraps under itself, or below the row when
         the other columns leave it too little room."""
-        widths = [min(max_width, max(len(c), *(len(r[i]) for r in rows))) if rows else len(c)
-                  for i, c in enumerate(columns)]
+        widths = [
+            min(max_width, max(len(c), *(len(r[i]) for r in rows))) if rows else len(c)
+            for i, c in enumerate(columns)
+        ]
         start_last = sum(w + 2 for w in widths[:-1])
         below = start_last > COLS - 30
         if below:
             start_last = 4
         last_width = COLS - start_last
-        right = [bool(rows) and all(_NUMERIC.match(r[i]) for r in rows)
-                 for i in range(len(columns))]
+        right = [
+            bool(rows) and all(_NUMERIC.match(r[i]) for r in rows) for i in range(len(columns))
+        ]
 
         def line(cells: list[str], bold: bool = False) -> None:
             head = "".join(
@@ -117,8 +142,9 @@ class _Pages:
         heat_h = inner * 0.68 / PAGE_H
         cov_h = inner * 0.27 / PAGE_H
         heat_ax = page.add_axes((left, top - heat_h, width, heat_h))
-        cov_ax = page.add_axes((left, top - heat_h - 0.1 / PAGE_H - cov_h, width, cov_h),
-                               sharex=heat_ax)
+        cov_ax = page.add_axes(
+            (left, top - heat_h - 0.1 / PAGE_H - cov_h, width, cov_h), sharex=heat_ax
+        )
         draw_daily(d, heat_ax, cov_ax)
         heat_ax.tick_params(labelbottom=False)
         self.y += height

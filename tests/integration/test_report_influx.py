@@ -96,6 +96,7 @@ nominal_it_kw = 100
 
 # -- line protocol, by hand (docs/measurements.md) ---------------------------------------
 
+
 def _tag(v: str) -> str:
     return v.replace(",", r"\,").replace(" ", r"\ ").replace("=", r"\=")
 
@@ -140,12 +141,19 @@ class Window:
 
     def point(self) -> str:
         fields: dict[str, object] = {
-            "heat_kwh": self.heat, "it_kwh": self.it, "aux_kwh": self.aux,
-            "total_kwh": self.total, "erf": self.heat / self.total if self.total > 0 else None,
-            "supply_temp_c": self.supply, "return_temp_c": self.ret,
+            "heat_kwh": self.heat,
+            "it_kwh": self.it,
+            "aux_kwh": self.aux,
+            "total_kwh": self.total,
+            "erf": self.heat / self.total if self.total > 0 else None,
+            "supply_temp_c": self.supply,
+            "return_temp_c": self.ret,
             "flow_lpm": 12.5 if self.supply is not None else None,
-            "coverage": self.coverage, "co2_avoided_kg": self.co2,
-            "samples": round(60 * self.coverage), "quarantined": 0, "throttled": False,
+            "coverage": self.coverage,
+            "co2_avoided_kg": self.co2,
+            "samples": round(60 * self.coverage),
+            "quarantined": 0,
+            "throttled": False,
         }
         tags = {"boiler": self.boiler, "site": self.site, "resolution": self.resolution}
         return line("heat_window", tags, fields, self.start)
@@ -166,12 +174,19 @@ def make_windows(rng: random.Random) -> list[Window]:
             if rng.random() < 0.01:
                 heat = -rng.uniform(0.01, 0.2)  # return warmer than supply
             metered = not (unmetered_every and i % unmetered_every == 0)
-            out.append(Window(
-                boiler, site, t, heat, rng.uniform(1.3, 1.7) * coverage,
-                rng.uniform(0.05, 0.12) * coverage, coverage,
-                rng.uniform(58.0, 70.0) if metered else None,
-                rng.uniform(38.0, 48.0) if metered else None,
-            ))
+            out.append(
+                Window(
+                    boiler,
+                    site,
+                    t,
+                    heat,
+                    rng.uniform(1.3, 1.7) * coverage,
+                    rng.uniform(0.05, 0.12) * coverage,
+                    coverage,
+                    rng.uniform(58.0, 70.0) if metered else None,
+                    rng.uniform(38.0, 48.0) if metered else None,
+                )
+            )
 
     run("boiler-t1", SITE, JAN + 2 * DAY + 6 * HOUR, int(2.5 * 1440))
     run("boiler-t2", SITE, JAN + 3 * DAY, 17 * 60, unmetered_every=50)
@@ -191,43 +206,105 @@ def rollups() -> list[Window]:
 
 
 def alert_points() -> list[str]:
-    def anomaly(boiler: str, site: str, kind: str, severity: str, start: int,
-                end: int | None, reason: str) -> list[str]:
+    def anomaly(
+        boiler: str, site: str, kind: str, severity: str, start: int, end: int | None, reason: str
+    ) -> list[str]:
         tags = {"boiler": boiler, "site": site, "kind": kind, "severity": severity}
-        pts = [line("anomaly", {**tags, "phase": "start"},
-                    {"active": 1, "start_ms": start, "reason": reason, "ev_ratio": 0.71}, start)]
+        pts = [
+            line(
+                "anomaly",
+                {**tags, "phase": "start"},
+                {"active": 1, "start_ms": start, "reason": reason, "ev_ratio": 0.71},
+                start,
+            )
+        ]
         if end is not None:
-            pts.append(line("anomaly", {**tags, "phase": "end"},
-                            {"active": 0, "start_ms": start, "end_ms": end,
-                             "reason": reason + " (recovered)", "ev_ratio": 0.95}, end))
+            pts.append(
+                line(
+                    "anomaly",
+                    {**tags, "phase": "end"},
+                    {
+                        "active": 0,
+                        "start_ms": start,
+                        "end_ms": end,
+                        "reason": reason + " (recovered)",
+                        "ev_ratio": 0.95,
+                    },
+                    end,
+                )
+            )
         return pts
 
     pts = [
-        *anomaly("boiler-t1", SITE, "efficiency_drop", "warning", JAN - 2 * DAY,
-                 JAN + DAY + 3 * HOUR, "recovery 15 % under baseline"),
-        *anomaly("boiler-t1", SITE, "pump_failure", "critical", JAN + 3 * DAY + 10 * HOUR,
-                 JAN + 3 * DAY + 11 * HOUR + 30 * MIN, "IT on, flow 0.2 L/min"),
-        *anomaly("boiler-t2", SITE, "sensor_drift", "info", JAN + 4 * DAY + 5 * HOUR, None,
-                 "supply sensor drifting, \"+0.4 K/day\""),
-        *anomaly("boiler-t2", SITE, "bypass_open", "warning", JAN - 20 * DAY, JAN - 19 * DAY,
-                 "December only"),
-        *anomaly("boiler-t1", SITE, "efficiency_drop", "warning", FEB - HOUR, FEB + HOUR,
-                 "crosses into February"),
-        *anomaly("boiler-t1", SITE, "efficiency_drop", "warning", FEB + 2 * DAY, None,
-                 "February only"),
-        *anomaly("boiler-r1", OTHER, "pump_failure", "critical", JAN + 3 * DAY, None,
-                 "other site"),
+        *anomaly(
+            "boiler-t1",
+            SITE,
+            "efficiency_drop",
+            "warning",
+            JAN - 2 * DAY,
+            JAN + DAY + 3 * HOUR,
+            "recovery 15 % under baseline",
+        ),
+        *anomaly(
+            "boiler-t1",
+            SITE,
+            "pump_failure",
+            "critical",
+            JAN + 3 * DAY + 10 * HOUR,
+            JAN + 3 * DAY + 11 * HOUR + 30 * MIN,
+            "IT on, flow 0.2 L/min",
+        ),
+        *anomaly(
+            "boiler-t2",
+            SITE,
+            "sensor_drift",
+            "info",
+            JAN + 4 * DAY + 5 * HOUR,
+            None,
+            'supply sensor drifting, "+0.4 K/day"',
+        ),
+        *anomaly(
+            "boiler-t2",
+            SITE,
+            "bypass_open",
+            "warning",
+            JAN - 20 * DAY,
+            JAN - 19 * DAY,
+            "December only",
+        ),
+        *anomaly(
+            "boiler-t1",
+            SITE,
+            "efficiency_drop",
+            "warning",
+            FEB - HOUR,
+            FEB + HOUR,
+            "crosses into February",
+        ),
+        *anomaly(
+            "boiler-t1", SITE, "efficiency_drop", "warning", FEB + 2 * DAY, None, "February only"
+        ),
+        *anomaly("boiler-r1", OTHER, "pump_failure", "critical", JAN + 3 * DAY, None, "other site"),
     ]
     leak_tags = {"boiler": "boiler-t2", "site": SITE, "severity": "critical"}
     start, detected = JAN + 3 * DAY + 20 * HOUR, JAN + 3 * DAY + 22 * HOUR
     end = JAN + 4 * DAY + 3 * HOUR
-    common = {"confidence": 0.9, "leak_rate_lpm": 0.8, "start_ms": start, "detected_ms": detected,
-              "evidence": "makeup_water,pressure_decay", "ev_makeup_water": 1,
-              "ev_pressure_decay": 1, "ev_flow_imbalance": 0, "ev_moisture": 0,
-              "reason": "make-up water flowing while pressure decays"}
+    common = {
+        "confidence": 0.9,
+        "leak_rate_lpm": 0.8,
+        "start_ms": start,
+        "detected_ms": detected,
+        "evidence": "makeup_water,pressure_decay",
+        "ev_makeup_water": 1,
+        "ev_pressure_decay": 1,
+        "ev_flow_imbalance": 0,
+        "ev_moisture": 0,
+        "reason": "make-up water flowing while pressure decays",
+    }
     pts.append(line("leak", {**leak_tags, "phase": "start"}, {"active": 1, **common}, detected))
-    pts.append(line("leak", {**leak_tags, "phase": "end"},
-                    {"active": 0, **common, "end_ms": end}, end))
+    pts.append(
+        line("leak", {**leak_tags, "phase": "end"}, {"active": 0, **common, "end_ms": end}, end)
+    )
     return pts
 
 
@@ -243,16 +320,24 @@ QUALITY = [  # (site, boiler, kind, channel, count, start)
 
 def quality_points() -> list[str]:
     return [
-        line("data_quality",
-             {"site": site, "gateway": "gw-pool" if site == SITE else "gw-res", "boiler": boiler,
-              "kind": kind, "channel": channel},
-             {"count": count, "start_ms": start, "end_ms": start + MIN, "detail": f"{kind} test"},
-             start)
+        line(
+            "data_quality",
+            {
+                "site": site,
+                "gateway": "gw-pool" if site == SITE else "gw-res",
+                "boiler": boiler,
+                "kind": kind,
+                "channel": channel,
+            },
+            {"count": count, "start_ms": start, "end_ms": start + MIN, "detail": f"{kind} test"},
+            start,
+        )
         for site, boiler, kind, channel, count, start in QUALITY
     ]
 
 
 # -- fixtures ------------------------------------------------------------------------------
+
 
 @dataclass
 class Loaded:
@@ -261,8 +346,11 @@ class Loaded:
     windows: list[Window]
 
     def january(self, site: str = SITE) -> list[Window]:
-        return [w for w in self.windows
-                if w.site == site and w.resolution == "1m" and JAN <= w.start < FEB]
+        return [
+            w
+            for w in self.windows
+            if w.site == site and w.resolution == "1m" and JAN <= w.start < FEB
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -273,15 +361,21 @@ def loaded(stack: EmbeddedStack, tmp_path_factory: pytest.TempPathFactory) -> Lo
     assert response.status_code == 200, response.text
     windows = make_windows(random.Random(20260101))
     lines = [w.point() for w in windows + rollups()] + alert_points() + quality_points()
-    response = httpx.post(f"{url}/write", params={"db": database, "precision": "ms"},
-                          content="\n".join(lines).encode(), timeout=60)
+    response = httpx.post(
+        f"{url}/write",
+        params={"db": database, "precision": "ms"},
+        content="\n".join(lines).encode(),
+        timeout=60,
+    )
     assert response.status_code == 204, response.text
     inventory_path = tmp_path_factory.mktemp("report") / "inventory.toml"
     inventory_path.write_text(INVENTORY)
-    settings = stack.settings.model_copy(update={
-        "influxdb": stack.settings.influxdb.model_copy(update={"database": database}),
-        "inventory": inventory_path,
-    })
+    settings = stack.settings.model_copy(
+        update={
+            "influxdb": stack.settings.influxdb.model_copy(update={"database": database}),
+            "inventory": inventory_path,
+        }
+    )
     return Loaded(settings, inventory_path, windows)
 
 
@@ -292,6 +386,7 @@ def data(loaded: Loaded) -> ReportData:
 
 
 # -- figures against independent totals -----------------------------------------------------
+
 
 def test_month_totals_match_the_points(loaded: Loaded, data: ReportData) -> None:
     jan = loaded.january()
@@ -308,8 +403,11 @@ def test_month_totals_match_the_points(loaded: Loaded, data: ReportData) -> None
 
 
 def test_temperatures_are_coverage_weighted(loaded: Loaded, data: ReportData) -> None:
-    temp = [(w.supply, w.ret, w.coverage) for w in loaded.january()
-            if w.supply is not None and w.ret is not None]
+    temp = [
+        (w.supply, w.ret, w.coverage)
+        for w in loaded.january()
+        if w.supply is not None and w.ret is not None
+    ]
     weight = sum(c for _, _, c in temp)
     assert data.supply_temp_c == pytest.approx(sum(s * c for s, _, c in temp) / weight)
     assert data.return_temp_c == pytest.approx(sum(r * c for _, r, c in temp) / weight)
@@ -359,8 +457,12 @@ def test_alerts_overlapping_the_month(data: ReportData) -> None:
     got = {(a.kind, a.boiler, a.start_ms, a.end_ms) for a in data.alerts}
     assert got == {
         ("efficiency_drop", "boiler-t1", JAN - 2 * DAY, JAN + DAY + 3 * HOUR),
-        ("pump_failure", "boiler-t1", JAN + 3 * DAY + 10 * HOUR,
-         JAN + 3 * DAY + 11 * HOUR + 30 * MIN),
+        (
+            "pump_failure",
+            "boiler-t1",
+            JAN + 3 * DAY + 10 * HOUR,
+            JAN + 3 * DAY + 11 * HOUR + 30 * MIN,
+        ),
         ("sensor_drift", "boiler-t2", JAN + 4 * DAY + 5 * HOUR, None),
         ("efficiency_drop", "boiler-t1", FEB - HOUR, None),  # its end is after the month
         ("leak", "boiler-t2", JAN + 3 * DAY + 20 * HOUR, JAN + 4 * DAY + 3 * HOUR),
@@ -373,7 +475,9 @@ def test_alerts_overlapping_the_month(data: ReportData) -> None:
 
 def test_data_quality_counts(data: ReportData) -> None:
     assert {(q.kind, q.issues, q.count) for q in data.quality} == {
-        ("out_of_range", 2, 7), ("sequence_gap", 1, 3), ("gateway_silent", 1, 1),
+        ("out_of_range", 2, 7),
+        ("sequence_gap", 1, 3),
+        ("gateway_silent", 1, 1),
     }
 
 
@@ -388,6 +492,7 @@ def test_no_data_names_the_site_the_month_and_the_sites_that_have_some(loaded: L
 
 
 # -- the command: md, html, pdf ---------------------------------------------------------------
+
 
 def _app(settings: Settings) -> typer.Typer:
     app = typer.Typer()
@@ -407,18 +512,41 @@ def test_command_renders_the_three_formats(
     out = {}
     for fmt in ("md", "html", "pdf"):
         path = tmp_path / f"jan.{fmt}"
-        result = runner.invoke(app, ["report", "--site", SITE, "--month", "2026-01",
-                                     "--format", fmt, "--output", str(path)])
+        result = runner.invoke(
+            app,
+            [
+                "report",
+                "--site",
+                SITE,
+                "--month",
+                "2026-01",
+                "--format",
+                fmt,
+                "--output",
+                str(path),
+            ],
+        )
         assert result.exit_code == 0, result.output
         assert str(path) in result.output
         out[fmt] = path.read_bytes()
 
     md = out["md"].decode()
-    for text in (f"{data.heat_kwh:,.1f} kWh", f"{data.total_kwh:,.1f} kWh", f"{data.erf:.3f}",
-                 f"{data.supply_temp_c:.1f} °C", f"{data.co2_avoided_kg:,.1f} kg CO2e",
-                 f"{100 * data.coverage:.1f} %", f"{data.downtime_h:,.1f} h",
-                 "0.227 kg CO2e/kWh", "test factor: natural gas", "Europe/Paris",
-                 "pump_failure", "open at month end", "out_of_range", "```sql"):
+    for text in (
+        f"{data.heat_kwh:,.1f} kWh",
+        f"{data.total_kwh:,.1f} kWh",
+        f"{data.erf:.3f}",
+        f"{data.supply_temp_c:.1f} °C",
+        f"{data.co2_avoided_kg:,.1f} kg CO2e",
+        f"{100 * data.coverage:.1f} %",
+        f"{data.downtime_h:,.1f} h",
+        "0.227 kg CO2e/kWh",
+        "test factor: natural gas",
+        "Europe/Paris",
+        "pump_failure",
+        "open at month end",
+        "out_of_range",
+        "```sql",
+    ):
         assert text in md, text
     assert md.count("```sql") == len(data.queries)
 
@@ -434,10 +562,18 @@ def test_command_renders_the_three_formats(
 
 
 def test_command_exits_2_for_a_site_without_data(loaded: Loaded, tmp_path: Path) -> None:
-    result = CliRunner().invoke(_app(loaded.settings), [
-        "report", "--site", "pool-nowhere", "--month", "2026-01",
-        "--output", str(tmp_path / "x.md"),
-    ])
+    result = CliRunner().invoke(
+        _app(loaded.settings),
+        [
+            "report",
+            "--site",
+            "pool-nowhere",
+            "--month",
+            "2026-01",
+            "--output",
+            str(tmp_path / "x.md"),
+        ],
+    )
     assert result.exit_code == 2
     assert "pool-nowhere" in result.output and "2026-01" in result.output
     assert SITE in result.output and OTHER in result.output

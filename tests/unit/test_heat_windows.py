@@ -71,9 +71,7 @@ def test_window_energy_equals_the_sum_over_any_split(times, powers, cuts) -> Non
     p = np.array(powers[: t.size])
     edges = sorted({0, 600_000, *cuts})
     whole, whole_cov = integrate(t, p, 0, 600_000, max_gap_ms=50_000)
-    parts = [
-        integrate(t, p, a, b, max_gap_ms=50_000) for a, b in itertools.pairwise(edges)
-    ]
+    parts = [integrate(t, p, a, b, max_gap_ms=50_000) for a, b in itertools.pairwise(edges)]
     assert sum(e for e, _ in parts) == pytest.approx(whole, rel=1e-9, abs=1e-12)
     assert sum(c for _, c in parts) == pytest.approx(whole_cov, rel=1e-9, abs=1e-9)
 

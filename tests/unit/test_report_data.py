@@ -39,7 +39,11 @@ def test_string_literals_are_escaped() -> None:
 
 
 def fake_influx(
-    *, site: str = "pool-lyon", heat: float = 90.0, co2: float = 22.7, days: int = 31,
+    *,
+    site: str = "pool-lyon",
+    heat: float = 90.0,
+    co2: float = 22.7,
+    days: int = 31,
     newest_ms: int | None = None,
 ) -> tuple[Callable[[str], list[Series]], list[str]]:
     """Canned answers keyed on what each statement selects; records the statements."""
@@ -54,16 +58,27 @@ def fake_influx(
         if '"heat_kwh" > 0' in q:
             return [Series("heat_window", {}, ["time", "heat_kwh"], [[0, heat]])]
         if q.startswith('SELECT sum("heat_kwh") AS "heat_kwh", sum("it_kwh")'):
-            cols = ["time", "heat_kwh", "it_kwh", "aux_kwh", "total_kwh", "co2_avoided_kg",
-                    "windows"]
+            cols = [
+                "time",
+                "heat_kwh",
+                "it_kwh",
+                "aux_kwh",
+                "total_kwh",
+                "co2_avoided_kg",
+                "windows",
+            ]
             return [Series("heat_window", {}, cols, [[0, heat, 100.0, 20.0, 120.0, co2, 3]])]
         if '"coverage" >= 0.5' in q:
-            return [Series("heat_window", {"boiler": "boiler-lyon-01"}, ["time", "minutes"],
-                           [[0, 2]])]
+            return [
+                Series("heat_window", {"boiler": "boiler-lyon-01"}, ["time", "minutes"], [[0, 2]])
+            ]
         if 'GROUP BY "boiler"' in q:
             cols = ["time", "windows", "coverage", "heat_kwh", "total_kwh"]
-            return [Series("heat_window", {"boiler": "boiler-lyon-01"}, cols,
-                           [[0, 3, 2.5, heat, 120.0]])]
+            return [
+                Series(
+                    "heat_window", {"boiler": "boiler-lyon-01"}, cols, [[0, 3, 2.5, heat, 120.0]]
+                )
+            ]
         if "FROM (SELECT" in q:
             cols = ["time", "supply_weighted", "supply_weight", "return_weighted", "return_weight"]
             rows: list[list[float]] = [[JAN + i * DAY, 0, 0, 0, 0] for i in range(days)]
@@ -81,8 +96,9 @@ def fake_influx(
 
 def test_assembles_the_figures_of_a_complete_month() -> None:
     run, asked = fake_influx()
-    d = build_report(INFLUX, "pool-lyon", "2026-01", load_inventory(), "example",
-                     now_ms=FEB + DAY, run=run)
+    d = build_report(
+        INFLUX, "pool-lyon", "2026-01", load_inventory(), "example", now_ms=FEB + DAY, run=run
+    )
     assert d.complete and d.period_end_ms == FEB
     assert not any("last(" in q for q in asked)  # only asked for a month still running
     assert [q.text for q in d.queries] == asked
@@ -102,8 +118,9 @@ def test_assembles_the_figures_of_a_complete_month() -> None:
 def test_a_month_still_running_counts_minutes_up_to_now() -> None:
     now = JAN + 10 * DAY + 123_456
     run, asked = fake_influx(newest_ms=JAN + 5 * DAY)
-    d = build_report(INFLUX, "pool-lyon", "2026-01", load_inventory(), "example",
-                     now_ms=now, run=run)
+    d = build_report(
+        INFLUX, "pool-lyon", "2026-01", load_inventory(), "example", now_ms=now, run=run
+    )
     assert not d.complete
     assert d.period_end_ms == JAN + 10 * DAY + 120_000  # now, to the minute
     assert d.boiler_minutes == 10 * 1440 + 2
@@ -112,15 +129,17 @@ def test_a_month_still_running_counts_minutes_up_to_now() -> None:
 
 def test_data_ahead_of_the_clock_extends_the_period() -> None:
     run, _ = fake_influx(newest_ms=JAN + 20 * DAY)
-    d = build_report(INFLUX, "pool-lyon", "2026-01", load_inventory(), "example",
-                     now_ms=JAN - DAY, run=run)
+    d = build_report(
+        INFLUX, "pool-lyon", "2026-01", load_inventory(), "example", now_ms=JAN - DAY, run=run
+    )
     assert d.period_end_ms == JAN + 20 * DAY + 60_000
 
 
 def test_co2_from_another_factor_is_flagged() -> None:
     run, _ = fake_influx(co2=30.0)
-    d = build_report(INFLUX, "pool-lyon", "2026-01", load_inventory(), "example",
-                     now_ms=FEB, run=run)
+    d = build_report(
+        INFLUX, "pool-lyon", "2026-01", load_inventory(), "example", now_ms=FEB, run=run
+    )
     assert not d.co2_agrees
     assert d.co2_implied_factor == pytest.approx(30.0 * 0.9 / 90.0)
 
