@@ -28,11 +28,9 @@ class Sizes:
     live_warmup_s: int
     replay_boilers: int
     replay_seconds: int
-    # Boilers per gateway (= per frame) of the replay fleet. 100 is the realistic
-    # size used everywhere else, but with 100 the worker's per-gateway state passes
-    # 1 MiB after ~80 s of samples and its changelog write fails
-    # (MessageSizeTooLargeError, see BENCHMARKS.md); 50 keeps a replay running.
-    replay_per_gateway: int = 50
+    # Boilers per gateway (= per frame) of the worker + sink replay fleet: 100, the
+    # realistic size used everywhere else.
+    replay_per_gateway: int = 100
 
     @property
     def record_seconds(self) -> int:
