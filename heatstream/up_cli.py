@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from heatstream.ingest.simulator.faultspec import FAULT_HELP
+
 DEFAULT_FAULTS = "slow_leak,fouling,pump_failure,malformed,duplicates,out_of_order"
 
 
@@ -30,12 +32,15 @@ def up(
         str, typer.Option(help="'max' or a factor of real time (1 = real time).")
     ] = "max",
     faults: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="Faults to inject (comma list; 'none' for a healthy fleet; "
-            "'heatstream simulate --faults' lists the kinds)."
+            help="Faults to inject: comma list of kinds, targets and times chosen from the seed"
+            " ('none' for a healthy fleet; 'heatstream simulate --faults' lists the kinds)."
+            f" Default, unless --fault is given: {DEFAULT_FAULTS}.",
+            show_default=False,
         ),
-    ] = DEFAULT_FAULTS,
+    ] = None,
+    fault: Annotated[list[str] | None, typer.Option("--fault", help=FAULT_HELP)] = None,
     seed: Annotated[int, typer.Option(help="Seed of the simulation (same seed: same events).")] = 1,
     truth: Annotated[
         Path | None,
@@ -75,7 +80,8 @@ def up(
     """
     from heatstream.cli import settings_of
     from heatstream.influxql import execute
-    from heatstream.ingest.simulator import SimConfig, SimConfigError, Simulation, parse_fault_list
+    from heatstream.ingest.simulator import SimConfig, SimConfigError, Simulation
+    from heatstream.ingest.simulator.cli import fault_specs
     from heatstream.ingest.simulator.faultspec import FaultSpecError
     from heatstream.ingest.simulator.publish import Publisher, PublishOptions
     from heatstream.ingest.simulator.timeparse import parse_duration_ms, parse_instant_ms
@@ -86,8 +92,12 @@ def up(
 
     console = Console()
     settings = settings_of(ctx)
+    if faults is None and not fault:
+        faults = DEFAULT_FAULTS
+    if faults is not None and faults.strip().lower() in ("", "none"):
+        faults = None
+    specs = fault_specs(faults, fault)  # as `heatstream simulate --faults ... --fault ...`
     try:
-        specs = [] if faults.strip().lower() in ("", "none") else parse_fault_list(faults)
         start_ms = parse_instant_ms(start)
         duration_ms = parse_duration_ms(duration)
         speed_x = None if speed == "max" else float(speed)

@@ -23,6 +23,7 @@ from heatstream.ingest.simulator.catalogue import describe_kinds
 from heatstream.ingest.simulator.config import SimConfig, SimConfigError
 from heatstream.ingest.simulator.engine import Period, Simulation
 from heatstream.ingest.simulator.faultspec import (
+    FAULT_HELP,
     FaultSpec,
     FaultSpecError,
     parse_fault_list,
@@ -84,6 +85,16 @@ def _ms(text: str, hint: str) -> int:
         raise typer.BadParameter(str(exc), param_hint=hint) from None
 
 
+def fault_specs(kinds: str | None, pinned: list[str] | None) -> list[FaultSpec]:
+    """`--faults KIND,...` then every `--fault SPEC`, parsed (also for `heatstream up`)."""
+    try:
+        specs = parse_fault_list(kinds) if kinds else []
+        specs.extend(parse_fault_spec(text) for text in pinned or [])
+    except FaultSpecError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--faults/--fault") from None
+    return specs
+
+
 def auto_frame_span_ms(speed: float | None, sample_ms: int, boilers_per_gateway: int) -> int:
     """1 s frames when paced (live latency); at --speed max, frames of up to a minute
     (at most ~3000 samples), because the per-message cost of SDK and broker, not the
@@ -121,11 +132,7 @@ def simulate(
     ] = None,
     fault: Annotated[
         list[str] | None,
-        typer.Option(
-            "--fault",
-            help="One fault pinned down: KIND[:TARGET][@START[+DURATION]][:NAME=VALUE,...],"
-            " e.g. slow_leak:boiler-0003@2h:rate_lpm=0.5. Repeatable.",
-        ),
+        typer.Option("--fault", help=FAULT_HELP),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     truth: Annotated[
@@ -193,14 +200,7 @@ def simulate(
     from heatstream.cli import settings_of
 
     settings = settings_of(ctx)
-    specs: list[FaultSpec] = []
-    try:
-        if faults:
-            specs.extend(parse_fault_list(faults))
-        for text in fault or []:
-            specs.append(parse_fault_spec(text))
-    except FaultSpecError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--faults/--fault") from None
+    specs = fault_specs(faults, fault)
     try:
         start_ms = parse_instant_ms(start)
     except ValueError as exc:

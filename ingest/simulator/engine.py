@@ -136,6 +136,13 @@ class Simulation:
     # -- the run ------------------------------------------------------------------
 
     def periods(self) -> Iterator[Period]:
+        for chunk in self.chunks():
+            yield from chunk
+
+    def chunks(self) -> Iterator[list[Period]]:
+        """The periods, a chunk (`chunk_ms` of simulated time) at a time. Each chunk's
+        arrays are new, so a chunk's periods can be read while the next is computed
+        (in another thread: the publisher does)."""
         cfg, f = self.config, self.fleet
         n_b = f.n_boilers
         noise_rngs = [stream(cfg.seed, Purpose.NOISE, b) for b in range(n_b)]
@@ -154,7 +161,9 @@ class Simulation:
             ).astype(np.int64)
             t_true = t_nom[:, None] + jitter
             readings, thermal_events = self._chunk(state, t_nom, t_true, noise)
-            yield from self._periods_of_chunk(period_index, t_nom, t_true, readings, thermal_events)
+            yield list(
+                self._periods_of_chunk(period_index, t_nom, t_true, readings, thermal_events)
+            )
             period_index += n // cfg.steps_per_frame
 
     def _initial_state(self) -> Any:

@@ -30,6 +30,12 @@ from heatstream.ingest.simulator.timeparse import parse_duration_ms
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
+#: The help of `--fault SPEC`, in `heatstream simulate` and `heatstream up` alike.
+FAULT_HELP = (
+    "One fault pinned down: KIND[:TARGET][@START[+DURATION]][:NAME=VALUE,...],"
+    " e.g. slow_leak:boiler-0003@2h:rate_lpm=0.5. Repeatable."
+)
+
 
 @dataclass(frozen=True)
 class FaultSpec:

@@ -7,7 +7,10 @@ directory (or `state_dir`), so sequences start at 0.
 
 Pacing: `speed=None` publishes as fast as the SDK and broker accept (with
 backpressure on the spool), `speed=x` keeps simulated time x times faster than
-wall time.
+wall time. Either way the gateways keep a loose lockstep (`lockstep.py`): a
+gateway's messages go to the broker only once the slowest gateway's broker has
+acknowledged what it was handed up to `lockstep_ms` earlier, so gateways
+sharing a partition advance its event time together, as real ones do.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import contextlib
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,10 +33,12 @@ from heatstream.ingest.gateway import EncodedFrame, Gateway, Publishable
 from heatstream.ingest.producer import build_producer, kafka_security_kwargs
 from heatstream.ingest.simulator.delivery import Delivery
 from heatstream.ingest.simulator.engine import FrameData, Period, Simulation
+from heatstream.ingest.simulator.lockstep import LOCKSTEP_MS, Lockstep
 from heatstream.ingest.simulator.malformed import corrupt
 from heatstream.ingest.simulator.plan import PlannedFault
 from heatstream.ingest.simulator.rng import Purpose, stream
 from heatstream.ingest.simulator.transport import (
+    AckTap,
     CaptureLog,
     CaptureProducer,
     NullProducer,
@@ -60,6 +65,9 @@ class PublishOptions:
     topic: str | None = None  # raw topic; None: the SDK's default under the topic prefix
     compression: Compression | None = None  # Kafka codec; the embedded broker is local
     frame_max_bytes: int = 900 * 1024
+    # How far (simulated ms) one gateway's acknowledged event time may run ahead of
+    # the slowest healthy gateway's; at least one frame span (see lockstep.py).
+    lockstep_ms: int = LOCKSTEP_MS
     # Builds the producer of gateway <id> instead of aiokafka (tests, custom transports);
     # outages and --output still wrap it.
     producer_factory: Callable[[str], Any] | None = None
@@ -172,10 +180,14 @@ class Publisher:
     async def _run(self, state_dir: Path) -> None:
         sim, fleet = self.sim, self.sim.fleet
         delivery = Delivery(sim.faults, sim.config.seed)
-        workers = [_GatewayWorker(self, g, state_dir, delivery) for g in range(fleet.n_gateways)]
+        lockstep = Lockstep(sim.start_ms, max(self.options.lockstep_ms, sim.config.frame_span_ms))
+        workers = [
+            _GatewayWorker(self, g, state_dir, delivery, lockstep) for g in range(fleet.n_gateways)
+        ]
         async with contextlib.AsyncExitStack() as stack:
             for worker in workers:
                 await stack.enter_async_context(worker.gateway)
+                worker.progress.discount(worker.gateway.counters.recovered)
             async with asyncio.TaskGroup() as group:
                 for worker in workers:
                     group.create_task(worker.run(), name=f"simulate-{worker.gateway_id}")
@@ -199,7 +211,7 @@ class Publisher:
         wall0 = time.monotonic()
         last_report = wall0
         period: Period | None = None
-        for period in self.sim.periods():
+        async for period in self._periods():
             if speed is not None:
                 delay = (
                     wall0 + (period.end_ms - self.sim.start_ms) / 1000.0 / speed - time.monotonic()
@@ -207,7 +219,8 @@ class Publisher:
                 if delay > 0:
                     await asyncio.sleep(delay)
             for worker in workers:
-                await worker.queue.put(period)  # bounded: waits when a gateway lags
+                # Bounded: waits when a gateway lags (its broker, or the lockstep).
+                await worker.queue.put(period)
             self.report.periods += 1
             now = time.monotonic()
             if self.on_progress is not None and now - last_report >= PROGRESS_EVERY_S:
@@ -220,11 +233,33 @@ class Publisher:
         if self.on_progress is not None and period is not None:
             self.on_progress(period, self.report)
 
+    async def _periods(self) -> AsyncIterator[Period]:
+        """The simulation's periods; the next chunk is computed in a thread meanwhile
+        (numpy releases the GIL), so the event loop keeps the gateways and the broker
+        busy instead of stalling for each chunk. One generator, one chunk at a time:
+        the same periods in the same order."""
+        chunks = self.sim.chunks()
+        nxt = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))
+        try:
+            while (chunk := await nxt) is not None:
+                nxt = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))
+                for period in chunk:
+                    yield period
+        finally:
+            nxt.cancel()  # stopped early: the thread finishes its chunk, unread
+
+
+# What a gateway hands its SDK for one period, in order: sealed events (spooled in
+# one transaction) or a raw message (a malformed one, in place of a frame).
+_Step = list[Publishable] | bytes
+
 
 class _GatewayWorker:
     """One gateway: its SDK instance, simulated clock, uplink and delivery faults."""
 
-    def __init__(self, pub: Publisher, g: int, state_dir: Path, delivery: Delivery) -> None:
+    def __init__(
+        self, pub: Publisher, g: int, state_dir: Path, delivery: Delivery, lockstep: Lockstep
+    ) -> None:
         sim = pub.sim
         fleet, cfg = sim.fleet, sim.config
         self.pub, self.g, self.delivery = pub, g, delivery
@@ -232,6 +267,8 @@ class _GatewayWorker:
         self.gateway_id = fleet.gateway_ids[g]
         self.clock = SimClock(sim.start_ms)
         self.uplink = _Uplink(sim.faults, g, self.clock)
+        self.lockstep = lockstep
+        self.progress = lockstep.join(self.uplink.offline)
         self.queue: asyncio.Queue[Period | None] = asyncio.Queue(maxsize=QUEUE_PERIODS)
         self.done = asyncio.Event()
         self._malformed = {
@@ -268,6 +305,8 @@ class _GatewayWorker:
             producer_factory=lambda: self._producer(config),
         )
         self.counters = self.gateway.counters
+        self._key = self.gateway_id.encode()
+        self._span_ms = cfg.frame_span_ms
 
     def _producer(self, config: GatewayConfig) -> Any:
         pub = self.pub
@@ -281,14 +320,18 @@ class _GatewayWorker:
             inner = CaptureProducer(pub._capture, self.g, inner)
         elif inner is None:
             inner = NullProducer()
-        return OutageProducer(inner, self.uplink.offline)
+        return AckTap(OutageProducer(inner, self.uplink.offline), self.progress)
 
     async def run(self) -> None:
         gw = self.gateway
         last_check = time.monotonic()
         while (period := await self.queue.get()) is not None:
             self.clock.now_ms = period.end_ms  # the gateway seals each frame as its span ends
-            await self._publish(period)
+            self.progress.poke()  # the uplink may have gone down or come back
+            steps = self._seal_period(period)  # while the broker still has the last one
+            # Spooled one period ahead of what may be sent (AckTap holds it until then).
+            await self.lockstep.wait(period.end_ms, ahead_ms=self._span_ms)
+            await self._spool(period.end_ms, steps)
             now = time.monotonic()
             if now - last_check >= COUNTER_CHECK_S:
                 last_check = now
@@ -296,8 +339,7 @@ class _GatewayWorker:
                     await gw.flush()  # returns early while the uplink is (simulated) down
         # Held-back frames and copies still due go now, and the uplink comes back.
         for index in sorted(self._later):
-            for event in self._later.pop(index):
-                await gw.send(event)
+            await self._spool(self.pub.sim.end_ms, [self._later.pop(index)])
         self.uplink.restored = True
         # flush() returns early while the sender backs off after a failure; wait it out,
         # as long as the backlog keeps shrinking.
@@ -314,10 +356,19 @@ class _GatewayWorker:
         self.counters = gw.counters
         self.done.set()
 
-    async def _publish(self, period: Period) -> None:
+    async def _spool(self, end_ms: int, steps: list[_Step]) -> None:
+        self.progress.handing(end_ms, sum(1 if isinstance(s, bytes) else len(s) for s in steps))
+        for step in steps:
+            if isinstance(step, bytes):
+                await self.gateway.send_raw(step, key=self._key)
+            elif step:
+                await self.gateway.send_many(step)
+
+    def _seal_period(self, period: Period) -> list[_Step]:
         """One frame span of this gateway: its compute events, its frame (or the bad
         message replacing it), foreign frames and what is due from earlier spans,
-        sealed in that order and spooled in one transaction (`send_many`)."""
+        sealed in that order, to be spooled in one transaction (`send_many`) each side
+        of a bad message."""
         gw, g, report = self.gateway, self.g, self.pub.report
         fleet = self.fleet
         start = period.start_ms
@@ -336,17 +387,17 @@ class _GatewayWorker:
                 self._later[period.index + after].append(event)
                 report.duplicates += 1
 
+        steps: list[_Step] = [out]
         fate = self.delivery.frame(g, start)
         frame = self._seal(period.frames[g])
         report.frames += 1
         if fate.replace_with is not None:
             assert fate.replace_fault is not None
             rng = self._malformed[fate.replace_fault]
-            await gw.send_many(out)  # the bad message takes the frame's place in the log
+            # The bad message takes the frame's place in the log.
+            steps.append(corrupt(frame.value, fate.replace_with, rng))
             out = []
-            await gw.send_raw(
-                corrupt(frame.value, fate.replace_with, rng), key=frame.gateway.encode()
-            )
+            steps.append(out)
             report.malformed += 1
         elif fate.hold_frames:
             self._later[period.index + fate.hold_frames].append(frame)
@@ -364,7 +415,7 @@ class _GatewayWorker:
             report.foreign += 1
 
         out.extend(self._later.pop(period.index, []))
-        await gw.send_many(out)
+        return steps
 
     def _seal(self, data: FrameData) -> EncodedFrame:
         """The frame, sealed by the SDK from the simulation's arrays (next seq, and

@@ -10,6 +10,8 @@
 * `CaptureLog` keeps one temporary file per gateway (each in send order) and
   writes them out gateway by gateway: the only order that is deterministic,
   since gateways send concurrently.
+* `AckTap` holds each message until the lockstep of the gateways lets it go, and
+  reports what the broker acknowledged (`lockstep.py`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from typing import IO, Any
 
 import orjson
 from aiokafka.errors import KafkaConnectionError
+
+from heatstream.ingest.simulator.lockstep import GatewayProgress
 
 
 class CaptureLog:
@@ -119,3 +123,30 @@ class OutageProducer:
         if self._offline():
             raise KafkaConnectionError("simulated gateway outage (gateway_offline fault)")
         return await self._inner.send(topic, value, key=key, **kw)
+
+
+class AckTap:
+    """Paces and counts the messages the producer below sends, for the lockstep."""
+
+    def __init__(self, inner: Any, progress: GatewayProgress) -> None:
+        self._inner, self._progress = inner, progress
+
+    async def start(self) -> None:
+        await self._inner.start()
+
+    async def stop(self) -> None:
+        await self._inner.stop()
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None, **kw: Any) -> Any:
+        progress = self._progress
+        await progress.may_send()
+        future = await self._inner.send(topic, value, key=key, **kw)
+        progress.sent()
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            self._progress.acked()
+        else:
+            self._progress.failed()

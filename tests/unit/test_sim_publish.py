@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from heatstream.ingest.simulator import SimConfig, Simulation, parse_fault_spec
+from heatstream.ingest.simulator.lockstep import Lockstep
 from heatstream.ingest.simulator.publish import Publisher, PublishOptions, PublishReport
 from heatstream.schemas.errors import DecodeError, SchemaValidationError, UnknownSchemaError
 from heatstream.schemas.serde import decode_raw
@@ -171,6 +172,109 @@ def test_an_offline_gateway_spools_and_sends_its_backlog_when_back(tmp_path: Pat
     assert report.per_gateway["gw-02"]["send_errors"] > 0
     assert report.per_gateway["gw-02"]["sent"] == report.per_gateway["gw-02"]["accepted"]
     assert report.sent == len(order)
+
+
+def test_lockstep_floor_counts_acks_and_an_offline_gateway_by_what_it_handed() -> None:
+    async def send(gw: Any) -> None:
+        await gw.may_send()
+        gw.sent()
+
+    async def scenario() -> None:
+        down = [False, False]
+        lockstep = Lockstep(0, lead_ms=20)
+        a, b = (lockstep.join(lambda i=i: down[i]) for i in range(2))
+        for gw in (a, b):  # period [0, 10): two messages each, one acknowledged
+            gw.handing(10, 2)
+            await send(gw)
+            await send(gw)
+            gw.acked()
+        assert lockstep.floor_ms == 0
+        a.acked()
+        assert (a.acked_ms, lockstep.floor_ms) == (10, 0)  # b still has one in flight
+        a.handing(20, 1)
+        a.handing(30, 1)
+        await send(a)  # [10, 20) may go at floor 0
+        sending = asyncio.create_task(send(a))  # [20, 30) waits for floor 10
+        await asyncio.sleep(0)
+        assert not sending.done()
+        down[1] = True  # b's uplink goes down: it counts with what it handed (10)
+        b.poke()
+        await asyncio.sleep(0)
+        assert sending.done() and lockstep.floor_ms == 10
+        b.handing(20, 1)  # spooled, never sent: b holds nobody back
+        a.acked()
+        assert lockstep.floor_ms == 20
+        down[1] = False  # back: its backlog (from [0, 10) on) is not acknowledged yet
+        b.poke()
+        assert lockstep.floor_ms == 0
+        b.failed()  # a send failed: the next one sent is the oldest not acknowledged
+        for _ in range(2):
+            await send(b)
+            b.acked()
+        assert (b.acked_ms, lockstep.floor_ms) == (20, 20)
+
+    asyncio.run(scenario())
+
+
+class SlowUplink:
+    """Acknowledges at once, except gw-02's messages: ACK_DELAY_S after each send."""
+
+    ACK_DELAY_S = 0.01
+    acks: ClassVar[list[tuple[str, int]]] = []  # (gateway, ingest time) in ack order
+
+    def __init__(self, gateway: str) -> None:
+        self.gateway = gateway
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None, **kw: Any) -> Any:
+        t = orjson.loads(value)["ingest_time_ms"]  # the end of the period it was sealed for
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+
+        def ack() -> None:
+            future.set_result(None)
+            SlowUplink.acks.append((self.gateway, t))
+
+        loop.call_later(self.ACK_DELAY_S if self.gateway == "gw-02" else 0, ack)
+        return future
+
+
+def _leads(sim: Simulation, acks: list[tuple[str, int]], behind: str) -> list[int]:
+    """After each acknowledgement, how far the furthest gateway's acknowledged time was
+    ahead of gateway `behind`'s."""
+    latest = dict.fromkeys(sim.fleet.gateway_ids, sim.start_ms)
+    leads = []
+    for gateway, t in acks:
+        latest[gateway] = max(latest[gateway], t)
+        leads.append(max(latest.values()) - latest[behind])
+    return leads
+
+
+@pytest.mark.parametrize("lockstep_ms", [20_000, 10**12], ids=["lockstep", "off"])
+def test_no_gateway_runs_ahead_of_a_slow_one_by_more_than_the_lockstep(lockstep_ms: int) -> None:
+    SlowUplink.acks = []
+    sim = simulation("gateway_offline:gw-03@2m+3m", duration_ms=8 * MIN)
+    report = publish(sim, producer_factory=SlowUplink, lockstep_ms=lockstep_ms)
+    assert report.sent == len(SlowUplink.acks) == report.accepted
+    slow = _leads(sim, SlowUplink.acks, "gw-02")
+    if lockstep_ms > 60_000:
+        assert max(slow) > 60_000  # the slow uplink falls behind: what the lockstep prevents
+        return
+    assert max(slow) <= 20_000
+    assert max(_leads(sim, SlowUplink.acks, "gw-01")) <= 20_000
+    # gw-03's outage holds nobody back (it would never end otherwise: the outage is on
+    # gw-03's own clock, which the lockstep would stop)...
+    outage = next(f for f in sim.faults if f.kind == "gateway_offline")
+    offline = _leads(sim, SlowUplink.acks, "gw-03")
+    assert max(offline) >= outage.end_ms - outage.start_ms
+    # ... and once back, from the first message after its backlog, it is waited for.
+    back = next(i for i, (g, t) in enumerate(SlowUplink.acks) if g == "gw-03" and t > outage.end_ms)
+    assert max(offline[back:]) <= 20_000
 
 
 def test_clock_skew_shows_as_event_time_away_from_ingest_time(tmp_path: Path) -> None:
