@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,14 +240,17 @@ class Publisher:
         busy instead of stalling for each chunk. One generator, one chunk at a time:
         the same periods in the same order."""
         chunks = self.sim.chunks()
-        nxt = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))
-        try:
-            while (chunk := await nxt) is not None:
-                nxt = asyncio.ensure_future(asyncio.to_thread(next, chunks, None))
-                for period in chunk:
-                    yield period
-        finally:
-            nxt.cancel()  # stopped early: the thread finishes its chunk, unread
+        loop = asyncio.get_running_loop()
+        # One worker: a FIFO, so the generator never runs in two threads at once.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="heatstream-sim") as pool:
+            nxt = loop.run_in_executor(pool, next, chunks, None)
+            try:
+                while (chunk := await nxt) is not None:
+                    nxt = loop.run_in_executor(pool, next, chunks, None)
+                    for period in chunk:
+                        yield period
+            finally:
+                nxt.cancel()  # stopped early: the thread finishes its chunk, unread
 
 
 # What a gateway hands its SDK for one period, in order: sealed events (spooled in

@@ -262,16 +262,18 @@ def test_no_gateway_runs_ahead_of_a_slow_one_by_more_than_the_lockstep(lockstep_
     report = publish(sim, producer_factory=SlowUplink, lockstep_ms=lockstep_ms)
     assert report.sent == len(SlowUplink.acks) == report.accepted
     slow = _leads(sim, SlowUplink.acks, "gw-02")
-    if lockstep_ms > 60_000:
-        assert max(slow) > 60_000  # the slow uplink falls behind: what the lockstep prevents
+    if lockstep_ms > 20_000:
+        # The slow uplink falls behind (by 55-100 s seen): what the lockstep prevents.
+        assert max(slow) > 20_000
         return
     assert max(slow) <= 20_000
     assert max(_leads(sim, SlowUplink.acks, "gw-01")) <= 20_000
     # gw-03's outage holds nobody back (it would never end otherwise: the outage is on
-    # gw-03's own clock, which the lockstep would stop)...
+    # gw-03's own clock, which the lockstep would stop): the others go on for about as
+    # long as it lasts...
     outage = next(f for f in sim.faults if f.kind == "gateway_offline")
     offline = _leads(sim, SlowUplink.acks, "gw-03")
-    assert max(offline) >= outage.end_ms - outage.start_ms
+    assert max(offline) >= outage.end_ms - outage.start_ms - 20_000
     # ... and once back, from the first message after its backlog, it is waited for.
     back = next(i for i, (g, t) in enumerate(SlowUplink.acks) if g == "gw-03" and t > outage.end_ms)
     assert max(offline[back:]) <= 20_000
