@@ -26,7 +26,9 @@ have moved (or whose buffers took samples) since its last call, not at every
 boiler of the partition. State is saved per boiler (`boiler_state`, its buffer
 alone, small and bounded: samples of about lateness + window + 2 x max gap)
 and per gateway (`clock_state`); `changed` names the boilers whose buffer
-changed, so that only those are written back.
+changed as a whole (created, a window closed, samples dropped) and `appended`
+the samples others only took since, so that the owner writes back whole
+buffers only when it must and otherwise just the new samples.
 """
 
 from __future__ import annotations
@@ -109,8 +111,11 @@ class WindowEngine:
         self.boilers: dict[str, BoilerBuffer] = {}
         self.gateways: dict[str, GatewayClock] = {}
         self.partition_max_t = -1
-        #: boilers whose buffer changed since the owner last took this set
+        #: boilers whose buffer changed as a whole since the owner last took this set
         self.changed: set[str] = set()
+        #: boiler -> samples (times, values) appended to its buffer since the owner
+        #: last took them; the buffer is its saved state plus these, in this order
+        self.appended: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
         self._by_gateway: dict[str, list[str]] = {}  # gateway -> its boilers, sorted
         self._due: set[str] = set()  # gateways close_ready must look at
         self._pmax_seen = -1  # partition_max_t at the last close_ready
@@ -151,7 +156,7 @@ class WindowEngine:
         if t_ms.size:
             buf.times.append(t_ms)
             buf.values.append(values)
-            self.changed.add(boiler)
+            self.appended.setdefault(boiler, []).append((t_ms, values))
             # New samples can make a window closable under an unchanged
             # watermark (a boiler waiting for data after a silence).
             self._due.add(buf.gateway)
@@ -290,6 +295,21 @@ class WindowEngine:
         if t.size:
             buf.times, buf.values = [t], [v]
         self._put(boiler, buf)
+
+    def load_appended(self, boiler: str, t: bytes, v: bytes) -> bool:
+        """Append samples saved from `appended` to a restored buffer (False: no buffer).
+
+        Equivalent to the `add` calls that appended them: a buffer's chunks are
+        merged by a stable sort on time, so order within equal times is kept."""
+        buf = self.boilers.get(boiler)
+        if buf is None:
+            return False
+        times = np.frombuffer(t, dtype=np.int64).copy()
+        if times.size:
+            buf.times.append(times)
+            buf.values.append(np.frombuffer(v, dtype=np.float64).reshape(N_ROWS, times.size).copy())
+            self._due.add(buf.gateway)
+        return True
 
     def clock_state(self, gateway: str) -> dict[str, Any]:
         """Plain-data state of one gateway's clock (and the partition's maximum)."""

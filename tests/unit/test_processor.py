@@ -19,6 +19,7 @@ from heatstream.schemas.serde import encode
 from heatstream.schemas.telemetry import TelemetryFrame
 from heatstream.streams.detectors import EfficiencyDetector
 from heatstream.streams.processor import (
+    MAX_DELTAS,
     MAX_ROW_BYTES,
     Emit,
     Origin,
@@ -302,14 +303,18 @@ def test_rows_exported_and_imported_continue_identically(cut: int, batch: int, p
 
 
 @pytest.mark.parametrize("params", [PARAMS, PARAMS1], ids=["grouped", "per_boiler"])
-def test_a_write_back_cut_short_leaves_a_state_the_replay_completes(params) -> None:
+@pytest.mark.parametrize(("committed", "killed"), [(140, 161), (150, 152)], ids=["rows", "deltas"])
+def test_a_write_back_cut_short_leaves_a_state_the_replay_completes(
+    params, committed: int, killed: int
+) -> None:
     """Killed while writing a batch's rows back: the table holds any prefix of them,
     the consumer resumes at the batch's first message. What was emitted before
     the kill and what the replay emits must be exactly what the uninterrupted run
     emitted from that message on: nothing missing, nothing different (a gateway
     whose rows all landed drops the replayed messages as duplicates)."""
+    # rows: a window of each boiler closes in between; deltas: two frames, no
+    # window closes, only delta rows and gateway rows are written.
     msgs = two_gateways()
-    committed, killed = 140, 161  # a window of each boiler closes in between
     straight = Processor(INV, params)
     tail = [
         straight.process(raw, key, Origin("heatstream.raw.events", 0, i, T0 + i))
@@ -323,7 +328,9 @@ def test_a_write_back_cut_short_leaves_a_state_the_replay_completes(params) -> N
         first, msgs[:killed], table, start=committed, batch=1000, write_last=False
     )
     torn = first.dirty_rows()
-    assert len(torn) >= 3 and any(k.startswith(b"g:") for k, _ in torn)
+    assert len(torn) >= 2 and any(k.startswith(b"g:") for k, _ in torn)
+    if killed - committed < 5:
+        assert {k[:2] for k, _ in torn} == {b"d:", b"g:"}
     for written in range(len(torn) + 1):
         partial = Table()
         partial.update(table)
@@ -444,11 +451,12 @@ def test_only_rows_changed_by_a_batch_are_written_back() -> None:
         b"g:gw-02",
     }
     assert proc.dirty_rows() == []  # nothing happened since
-    # One gw-01 frame: gw-02's rows are not written again; the boilers' go to
-    # their other slot, and the gateway row after them.
+    # One gw-01 frame, no window closing: gw-02's rows are not written again;
+    # gw-01's boilers only took samples: a delta after each row, then the
+    # gateway row that counts them.
     feed(proc, [(b"gw-01", frame_bytes(50, T0 + 100_000))])
     keys = [k for k, _ in proc.dirty_rows()]
-    assert keys == [b"b:boiler-0001.1", b"b:boiler-0003.1", b"g:gw-01"]
+    assert keys == [b"d:boiler-0001.0.0", b"d:boiler-0003.0.0", b"g:gw-01"]
     # A frame with one boiler only: the other boiler's row is untouched (no window
     # of it closes: the watermark stays inside the same minute).
     data = orjson.loads(frame_bytes(51, T0 + 102_000))
@@ -463,10 +471,51 @@ def test_only_rows_changed_by_a_batch_are_written_back() -> None:
     ):
         data[c] = data[c][:1]
     feed(proc, [(b"gw-01", orjson.dumps(data))])
-    assert [k for k, _ in proc.dirty_rows()] == [b"b:boiler-0001.0", b"g:gw-01"]
+    assert [k for k, _ in proc.dirty_rows()] == [b"d:boiler-0001.0.1", b"g:gw-01"]
+    # A window closes: the boilers' rows are written whole, to their other slot.
+    feed(proc, [(b"gw-01", frame_bytes(52, T0 + 140_000, n=10))])
+    keys = [k for k, _ in proc.dirty_rows()]
+    assert keys == [b"b:boiler-0001.1", b"b:boiler-0003.1", b"g:gw-01"]
     # A rejected message changes nothing.
     feed(proc, [(b"gw-01", b"{broken")])
     assert proc.dirty_rows() == []
+
+
+def test_a_group_row_is_written_whole_again_after_max_deltas() -> None:
+    # Windows of 10 minutes: after the first (empty, before the data) is
+    # skipped at 25 s, none closes in the next minutes of 1 s frames.
+    params = ProcessorParams(
+        windows=WindowParams(window_ms=600_000, allowed_lateness_ms=20_000, max_gap_ms=5_000)
+    )
+    proc = Processor(INV, params)
+    msgs = stream(seconds=30 + MAX_DELTAS + 2, per_frame=1)
+    feed(proc, msgs[:30])
+    (slot,) = [k[-1:] for k, _ in proc.dirty_rows() if k.startswith(b"b:boiler-0001.")]
+    keys = []
+    for msg in msgs[30:]:
+        feed(proc, [msg])
+        keys += [
+            k for k, _ in proc.dirty_rows() if k.startswith((b"b:boiler-0001", b"d:boiler-0001"))
+        ]
+    assert keys[:MAX_DELTAS] == [b"d:boiler-0001.%s.%d" % (slot, i) for i in range(MAX_DELTAS)]
+    other = b"1" if slot == b"0" else b"0"
+    assert keys[MAX_DELTAS:] == [b"b:boiler-0001." + other, b"d:boiler-0001.%s.0" % other]
+    manifest = pickle.loads(dict(proc.rows_of("gw-01"))[b"g:gw-01"])
+    assert manifest["deltas"] == {}  # rows_of: whole rows, nothing to add to them
+
+
+@pytest.mark.parametrize("params", [PARAMS, PARAMS1], ids=["grouped", "per_boiler"])
+@pytest.mark.parametrize("cut", [61, 75, 99])
+def test_rows_with_deltas_continue_identically_after_a_restart(params, cut: int) -> None:
+    """Written back after every 1 s frame, as a live worker does: most writes are
+    deltas, and a restart reads them back (the manifest counts some at every cut)."""
+    msgs = [*stream(seconds=240, per_frame=1), _job(900, T0 + 70_000)]
+    msgs.sort(key=lambda m: orjson.loads(m[1])["event_time_ms"])
+    table = Table()
+    run_worker_like(Processor(INV, params), msgs[:cut], table, batch=1)
+    assert pickle.loads(table[b"g:gw-01"])["deltas"]["boiler-0001"] > 0
+    assert any(k.startswith(b"d:") for k in table)
+    _restart_matches(INV, params, msgs, cut, batch=1)
 
 
 def test_boilers_share_rows_in_groups() -> None:
@@ -503,11 +552,11 @@ def test_detector_state_is_encoded_again_only_when_it_changes(monkeypatch) -> No
     feed(proc, msgs[:50])  # t = 0..98 s: windows of the first minute closed at t = 85 s
     proc.dirty_rows()
     calls.clear()
-    # Frames inside the next minute: buffers change, no window closes.
+    # Frames inside the next minute: buffers take samples, no window closes.
     out = feed(proc, msgs[50:55])
     assert not of(out, HeatWindow)
-    rows = _slotless(k for k, _ in proc.dirty_rows())
-    assert b"b:boiler-0001" in rows and calls == []
+    rows = [k for k, _ in proc.dirty_rows()]
+    assert rows[0].startswith(b"d:boiler-0001.") and calls == []
     # A window closes for both boilers: each is encoded once, however many exports.
     out = feed(proc, msgs[55:75])
     closed = {w.boiler for w in of(out, HeatWindow)}
@@ -562,9 +611,10 @@ def test_rows_written_before_the_inventory_regrouped_boilers_still_load() -> Non
     straight = feed(Processor(inv, params), msgs)
     table = Table()
     part1 = run_worker_like(Processor(inv, params), msgs[:90], table)
-    assert pickle.loads(table[b"g:gw-01"])["rows"] == {"boiler-0001": 0, "boiler-0003": 0}
+    assert set(pickle.loads(table[b"g:gw-01"])["rows"]) == {"boiler-0001", "boiler-0003"}
     part2 = run_worker_like(Processor(regrouped, params), msgs[:91], table, start=90)
     assert pickle.loads(table[b"g:gw-01"])["rows"] == {"boiler-0002": 0, "boiler-0004": 0}
+    assert pickle.loads(table[b"g:gw-01"])["deltas"] == {"boiler-0002": 0, "boiler-0004": 0}
     part3 = run_worker_like(Processor(regrouped, params), msgs, table, start=91)
     assert [encode(e.event) for e in part1 + part2 + part3] == [encode(e.event) for e in straight]
 
