@@ -311,18 +311,13 @@ class Processor:
         present, starts = np.unique(idx[order], return_index=True)
         bounds = [*starts.tolist(), n]
         t, values = t[order], values[:, order]
-        late_total = 0
-        late_boilers: list[str] = []
-        for k, b in enumerate(present.tolist()):
-            boiler = frame.boilers[b]
-            lo, hi = bounds[k], bounds[k + 1]
-            accepted = self.engine.add(
-                frame.gateway, frame.site, boiler, t[lo:hi], values[:, lo:hi]
-            )
-            self._boiler(boiler, frame.site)
-            if accepted.late:
-                late_total += accepted.late
-                late_boilers.append(boiler)
+        names = [frame.boilers[b] for b in present.tolist()]
+        late = self.engine.add_frame(frame.gateway, frame.site, names, bounds, t, values)
+        for boiler in names:
+            if boiler not in self.boilers:
+                self._boiler(boiler, frame.site)
+        late_total = sum(a.late for a in late)
+        late_boilers = [a.boiler for a in late]
         self.engine.advance(frame.gateway, int(t.max()))
         if late_total:
             self.counters.late_samples += late_total

@@ -162,6 +162,40 @@ class WindowEngine:
             self._due.add(buf.gateway)
         return Accepted(boiler=boiler, kept=int(t_ms.size), late=late)
 
+    def add_frame(
+        self,
+        gateway: str,
+        site: str,
+        boilers: list[str],
+        bounds: list[int],
+        t_ms: np.ndarray,
+        values: np.ndarray,
+    ) -> list[Accepted]:
+        """Add a frame's samples grouped by boiler: those of `boilers[k]` are columns
+        `bounds[k]:bounds[k + 1]` of `t_ms` and `values`. The same as one `add` per
+        boiler, in one pass when every boiler has a buffer and nothing is late (a
+        live frame); returns what became of the boilers that had late samples."""
+        bufs = [self.boilers.get(boiler) for boiler in boilers]
+        known = [buf for buf in bufs if buf is not None]
+        if len(known) == len(bufs):
+            cursors = np.fromiter((buf.cursor for buf in known), np.int64, len(known))
+            if not (t_ms < np.repeat(cursors, np.diff(bounds))).any():
+                for boiler, buf, lo, hi in zip(boilers, known, bounds, bounds[1:], strict=False):
+                    if hi > lo:
+                        chunk = (t_ms[lo:hi], values[:, lo:hi])
+                        buf.times.append(chunk[0])
+                        buf.values.append(chunk[1])
+                        self.appended.setdefault(boiler, []).append(chunk)
+                        self._due.add(buf.gateway)
+                return []
+        out = []
+        for k, boiler in enumerate(boilers):
+            lo, hi = bounds[k], bounds[k + 1]
+            accepted = self.add(gateway, site, boiler, t_ms[lo:hi], values[:, lo:hi])
+            if accepted.late:
+                out.append(accepted)
+        return out
+
     def _put(self, boiler: str, buf: BoilerBuffer) -> None:
         old = self.boilers.get(boiler)
         if old is not None and old.gateway != buf.gateway:

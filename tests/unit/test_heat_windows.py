@@ -138,3 +138,41 @@ def test_a_clock_jumping_years_ahead_does_not_fill_the_gap_with_empty_windows() 
     far = np.array([T0 + 20 * 365 * 86_400_000], dtype=np.int64)  # twenty years later
     closed = run(engine, [(far, samples(far))])
     assert [w.start_ms for w in closed] == [T0]  # the data's own window, then no padding
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_a_whole_frame_added_at_once_equals_one_add_per_boiler(data: st.DataObject) -> None:
+    """`add_frame` (one pass for a live frame) against `add` boiler by boiler: same
+    late counts, same windows, same saved state, whether or not samples are late."""
+    boilers = ["b1", "b2", "b3"]
+    by_one, at_once = WindowEngine(WindowParams()), WindowEngine(WindowParams())
+    out_one: list = []
+    out_once: list = []
+    starts = data.draw(st.lists(st.integers(0, 400), min_size=1, max_size=12), label="frame starts")
+    for k, start_s in enumerate(starts):
+        counts = data.draw(st.lists(st.integers(0, 3), min_size=3, max_size=3), label=f"counts {k}")
+        if not sum(counts):
+            continue
+        bounds = [0, *itertools.accumulate(counts)]
+        t = np.concatenate(
+            [T0 + start_s * 1000 + np.arange(c, dtype=np.int64) * 1000 for c in counts]
+        )
+        v = samples(t, supply=60.0 + k)
+        late_one = []
+        for b, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+            if hi > lo:
+                accepted = by_one.add("gw", "site", boilers[b], t[lo:hi], v[:, lo:hi])
+                late_one += [(accepted.boiler, accepted.late)] if accepted.late else []
+        present = [b for b, c in zip(boilers, counts, strict=True) if c]
+        cut = [0, *itertools.accumulate(c for c in counts if c)]
+        late = at_once.add_frame("gw", "site", present, cut, t, v)
+        assert [(a.boiler, a.late) for a in late] == late_one
+        for engine, out in ((by_one, out_one), (at_once, out_once)):
+            engine.advance("gw", int(t.max()))
+            out.extend(engine.close_ready())
+    assert out_once == out_one
+    assert at_once.to_state() == by_one.to_state()
+    assert {b: len(c) for b, c in at_once.appended.items()} == {
+        b: len(c) for b, c in by_one.appended.items()
+    }
