@@ -38,6 +38,7 @@ from heatstream.schemas.compute import JobFinished, JobStarted, NodeState, Power
 from heatstream.schemas.deadletter import DeadLetter
 from heatstream.schemas.derived import DataQualityIssue, HeatWindow, resolution_label
 from heatstream.schemas.errors import EventError
+from heatstream.schemas.serde import RawEvent
 from heatstream.schemas.telemetry import CHANNEL_BY_NAME, TelemetryFrame
 from heatstream.schemas.topics import TopicSpec
 from heatstream.streams.attribution import ComputeLedger
@@ -186,17 +187,22 @@ class Processor:
         # boiler -> its ledger, rollups and detectors encoded, while they do not change
         self._cores: dict[str, bytes] = {}
         self._loaded: set[str] = set()  # gateways whose saved rows were looked up
+        #: the event decoded from the last message `process` took (None: refused),
+        #: so that a caller needing it too does not decode it again
+        self.last_event: RawEvent | None = None
 
     # -- the one entry point ------------------------------------------------
 
     def process(self, raw: bytes, key: bytes | None, origin: Origin) -> list[Emit]:
         self.counters.messages += 1
+        self.last_event = None
         out: list[Emit] = []
         try:
             event = decode_and_authorise(raw, key, self.inventory)
         except EventError as exc:
             out.append(self._dead_letter(raw, key, origin, exc.reason, str(exc)))
             return out
+        self.last_event = event
 
         self._dirty_gateways.add(event.gateway)
         tracker = self.sequences.get(event.gateway)

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from heatstream.inventory import Inventory
 from heatstream.kafka_security import client_kwargs, start_client
 from heatstream.schemas.errors import EventError
-from heatstream.schemas.serde import decode_raw, encode
+from heatstream.schemas.serde import RawEvent, decode_raw, encode
 from heatstream.schemas.telemetry import TelemetryFrame
 from heatstream.schemas.topics import RAW_EVENTS, topic_name
 from heatstream.settings import Settings
@@ -153,7 +153,9 @@ async def replay(
                         if writer is not None:
                             points.extend(points_of(emit.event))
                     if writer is not None and options.downsample_s > 0:
-                        points.extend(_downsampled(sampler, raw, record.offset, inventory))
+                        points.extend(
+                            _downsampled(sampler, proc.last_event, raw, record.offset, inventory)
+                        )
             if len(points) >= WRITE_BATCH:
                 await flush_points()
             if len(pending) > 10_000:
@@ -178,15 +180,22 @@ async def replay(
 
 
 def _downsampled(
-    sampler: Downsampler, raw: bytes, offset: int, inventory: Inventory
+    sampler: Downsampler, accepted: RawEvent | None, raw: bytes, offset: int, inventory: Inventory
 ) -> list[Point]:
-    """The raw-telemetry points the sink would land for this message (same rules)."""
-    try:
-        frame = decode_raw(raw)
-    except EventError:
-        return []
+    """The raw-telemetry points the sink would land for this message (same rules).
+
+    `accepted` is the event the processor decoded from it (None: refused). The
+    sink checks less than the processor (no signature, no key), so a refused
+    message is decoded again and judged by the sink's rules."""
+    if accepted is not None:
+        frame = accepted
+    else:
+        try:
+            frame = decode_raw(raw)
+        except EventError:
+            return []
     if not isinstance(frame, TelemetryFrame):
         return []
-    if not all(inventory.owns(frame.gateway, b) for b in frame.boiler_ids):
+    if accepted is None and not all(inventory.owns(frame.gateway, b) for b in frame.boiler_ids):
         return []
     return [flushed.point for flushed in sampler.add(frame, offset)]
