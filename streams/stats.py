@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from heatstream.streams.heat import integrate, time_weighted_mean
+from heatstream.streams.heat import MS_PER_HOUR, integrate_many
 from heatstream.streams.water import thermal_power_kw
 
 
@@ -59,14 +59,26 @@ class WindowStats:
         return (self.supply_temp_mean_c + self.return_temp_mean_c) / 2.0
 
 
-def _first_last(
-    t: np.ndarray, v: np.ndarray, start: int, end: int
-) -> tuple[float | None, float | None]:
-    inside = (t >= start) & (t < end) & np.isfinite(v)
-    if not inside.any():
-        return None, None
-    vals = v[inside]
-    return float(vals[0]), float(vals[-1])
+# Channels integrated over time: their window mean, and for power and make-up
+# flow also their energy or volume. One row each in a single `integrate_many`.
+_MEAN_CHANNELS = (
+    "supply_temp_c",
+    "return_temp_c",
+    "flow_lpm",
+    "supply_flow_lpm",
+    "pressure_bar",
+    "outdoor_temp_c",
+    "it_power_kw",
+    "aux_power_kw",
+)
+_TIMED_CHANNELS = (*_MEAN_CHANNELS, "makeup_flow_lpm")
+
+
+def _mean(integral_h: float, covered_ms: float) -> float | None:
+    # Same expression as `time_weighted_mean`, so the rounding is the same.
+    if covered_ms <= 0:
+        return None
+    return integral_h * MS_PER_HOUR / covered_ms
 
 
 def summarise(
@@ -81,64 +93,89 @@ def summarise(
     max_gap_ms: float,
     meter_on_supply: bool = False,
 ) -> WindowStats:
-    """Summarise sorted samples (which may extend up to max_gap beyond the window)."""
+    """Summarise sorted samples (which may extend up to max_gap beyond the window).
+
+    All channels go through one `integrate_many` call and one pass over the
+    samples inside the window: this runs once per boiler-minute, so it is on
+    the stream processor's hot path.
+    """
     length = float(end_ms - start_ms)
-    nan = np.full(t_ms.size, np.nan)
+    n = t_ms.size
+    nan = np.full(n, np.nan)
+    supply = cols.get("supply_temp_c", nan)
+    ret = cols.get("return_temp_c", nan)
+    power = thermal_power_kw(
+        supply, ret, cols.get("flow_lpm", nan), metered_at_c=supply if meter_on_supply else ret
+    )
 
-    def col(name: str) -> np.ndarray:
-        return cols.get(name, nan)
+    timed = [name for name in _TIMED_CHANNELS if name in cols]
+    rows = np.empty((1 + len(timed), n))
+    rows[0] = power
+    for k, name in enumerate(timed, start=1):
+        rows[k] = cols[name]
+    integrals, covered = integrate_many(t_ms, rows, start_ms, end_ms, max_gap_ms)
+    heat_kwh, heat_cov = float(integrals[0]), float(covered[0])
+    by_name = {
+        name: (integral_h, covered_ms)
+        for name, integral_h, covered_ms in zip(
+            timed, integrals[1:].tolist(), covered[1:].tolist(), strict=True
+        )
+    }
+    it_kwh, it_cov = by_name.get("it_power_kw", (0.0, 0.0))
+    aux_kwh = by_name.get("aux_power_kw", (0.0, 0.0))[0]
+    makeup_lpm_h = by_name.get("makeup_flow_lpm", (0.0, 0.0))[0]
+    means = {name: _mean(*by_name[name]) for name in _MEAN_CHANNELS if name in by_name}
 
-    supply, ret, flow = col("supply_temp_c"), col("return_temp_c"), col("flow_lpm")
-    metered_at = supply if meter_on_supply else ret
-    power = thermal_power_kw(supply, ret, flow, metered_at_c=metered_at)
-    heat_kwh, heat_cov = integrate(t_ms, power, start_ms, end_ms, max_gap_ms)
-    it_kwh, it_cov = integrate(t_ms, col("it_power_kw"), start_ms, end_ms, max_gap_ms)
-    aux_kwh, _ = integrate(t_ms, col("aux_power_kw"), start_ms, end_ms, max_gap_ms)
-    makeup_lpm_h, _ = integrate(t_ms, col("makeup_flow_lpm"), start_ms, end_ms, max_gap_ms)
-
-    def mean(name: str) -> float | None:
-        if name not in cols:
-            return None
-        return time_weighted_mean(t_ms, cols[name], start_ms, end_ms, max_gap_ms)
-
-    inside = (t_ms >= start_ms) & (t_ms < end_ms)
+    # Samples are sorted, so the ones inside [start, end) are one slice.
+    lo, hi = np.searchsorted(t_ms, (start_ms, end_ms), side="left").tolist()
+    names = list(cols)
     spread: dict[str, float] = {}
     last: dict[str, float] = {}
-    for name, values in cols.items():
-        vals = values[inside]
-        vals = vals[np.isfinite(vals)]
-        if vals.size:
-            spread[name] = float(vals.max() - vals.min())
-            last[name] = float(vals[-1])
-    p_first, p_last = _first_last(t_ms, col("pressure_bar"), start_ms, end_ms)
-    moisture = cols.get("moisture_pct")
-    moisture_in = moisture[inside] if moisture is not None else np.empty(0)
-    moisture_in = moisture_in[np.isfinite(moisture_in)]
+    p_first: float | None = None
+    p_last: float | None = None
+    moisture_max: float | None = None
+    if names and hi > lo:
+        inner = np.array([cols[name][lo:hi] for name in names], dtype=np.float64)
+        finite = np.isfinite(inner)
+        counts = np.count_nonzero(finite, axis=1).tolist()
+        top = np.where(finite, inner, -np.inf).max(axis=1).tolist()
+        bottom = np.where(finite, inner, np.inf).min(axis=1).tolist()
+        rows_at = np.arange(len(names))
+        first = inner[rows_at, finite.argmax(axis=1)].tolist()
+        final = inner[rows_at, hi - lo - 1 - finite[:, ::-1].argmax(axis=1)].tolist()
+        for k, name in enumerate(names):
+            if counts[k]:
+                spread[name] = top[k] - bottom[k]
+                last[name] = final[k]
+        if "pressure_bar" in last:
+            p_first, p_last = first[names.index("pressure_bar")], last["pressure_bar"]
+        if "moisture_pct" in last:
+            moisture_max = top[names.index("moisture_pct")]
     return WindowStats(
         boiler=boiler,
         gateway=gateway,
         site=site,
         start_ms=start_ms,
         end_ms=end_ms,
-        samples=int(inside.sum()),
+        samples=hi - lo,
         quarantined=quarantined,
         heat_kwh=heat_kwh,
         it_kwh=it_kwh,
         aux_kwh=aux_kwh,
         coverage=min(1.0, heat_cov / length),
         it_coverage=min(1.0, it_cov / length),
-        supply_temp_mean_c=mean("supply_temp_c"),
-        return_temp_mean_c=mean("return_temp_c"),
-        flow_mean_lpm=mean("flow_lpm"),
-        supply_flow_mean_lpm=mean("supply_flow_lpm"),
-        pressure_mean_bar=mean("pressure_bar"),
+        supply_temp_mean_c=means.get("supply_temp_c"),
+        return_temp_mean_c=means.get("return_temp_c"),
+        flow_mean_lpm=means.get("flow_lpm"),
+        supply_flow_mean_lpm=means.get("supply_flow_lpm"),
+        pressure_mean_bar=means.get("pressure_bar"),
         pressure_first_bar=p_first,
         pressure_last_bar=p_last,
         makeup_l=makeup_lpm_h * 60.0,  # (L/min)·h -> L
-        moisture_max_pct=float(moisture_in.max()) if moisture_in.size else None,
-        outdoor_temp_mean_c=mean("outdoor_temp_c"),
-        it_power_mean_kw=mean("it_power_kw"),
-        aux_power_mean_kw=mean("aux_power_kw"),
+        moisture_max_pct=moisture_max,
+        outdoor_temp_mean_c=means.get("outdoor_temp_c"),
+        it_power_mean_kw=means.get("it_power_kw"),
+        aux_power_mean_kw=means.get("aux_power_kw"),
         spread=spread,
         last_values=last,
     )
