@@ -551,15 +551,19 @@ class Processor:
                 gateway,
             )
             return
-        version, samples = pickle.loads(row)
+        version, *delta = pickle.loads(row)
         if version != ROW_VERSION:
             raise ValueError(
                 f"delta row {index} of boilers from {first!r} has version {version!r}, "
                 f"not {ROW_VERSION}"
             )
-        for boiler, (t, v) in samples.items():
+        names, counts, t_bytes, v_bytes = delta
+        times = np.frombuffer(t_bytes, dtype=np.int64)
+        values = np.frombuffer(v_bytes, dtype=np.float64).reshape(N_ROWS, times.size)
+        ends = np.cumsum(counts).tolist()
+        for boiler, lo, hi in zip(names, [0, *ends[:-1]], ends, strict=True):
             if boiler in members:
-                self.engine.load_appended(boiler, t, v)
+                self.engine.load_appended(boiler, times[lo:hi], values[:, lo:hi])
 
     def dirty_rows(self) -> list[tuple[bytes, bytes]]:
         """The rows changed since the last call, as (key, value), to write back in this
@@ -758,22 +762,25 @@ class Processor:
 def _delta_row(
     members: tuple[str, ...], appended: dict[str, list[tuple[np.ndarray, np.ndarray]]]
 ) -> bytes:
-    """The samples the members of a group took since their row (or last delta) was written."""
-    samples = {}
+    """The samples the members of a group took since their row (or last delta) was
+    written: (version, boilers, samples per boiler, times, values), the times and
+    values of all of them end to end, in one array each."""
+    names: list[str] = []
+    counts: list[int] = []
+    times: list[np.ndarray] = []
+    values: list[np.ndarray] = []
     for boiler in members:
         chunks = appended.get(boiler)
-        if not chunks:
-            continue
-        if len(chunks) == 1:
-            t, v = chunks[0]
-        else:
-            t = np.concatenate([c[0] for c in chunks])
-            v = np.concatenate([c[1] for c in chunks], axis=1)
-        samples[boiler] = (
-            t.astype(np.int64, copy=False).tobytes(),
-            v.astype(np.float64, copy=False).tobytes(),
-        )
-    return pickle.dumps((ROW_VERSION, samples), protocol=pickle.HIGHEST_PROTOCOL)
+        if chunks:
+            names.append(boiler)
+            counts.append(sum(t.size for t, _ in chunks))
+            times.extend(t for t, _ in chunks)
+            values.extend(v for _, v in chunks)
+    t = np.concatenate(times).astype(np.int64, copy=False)
+    v = np.concatenate(values, axis=1).astype(np.float64, copy=False)
+    return pickle.dumps(
+        (ROW_VERSION, names, counts, t.tobytes(), v.tobytes()), protocol=pickle.HIGHEST_PROTOCOL
+    )
 
 
 def _event_max_t(event: TelemetryFrame | JobStarted | JobFinished | NodeState | PowerCapSet) -> int:

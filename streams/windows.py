@@ -180,13 +180,18 @@ class WindowEngine:
         if len(known) == len(bufs):
             cursors = np.fromiter((buf.cursor for buf in known), np.int64, len(known))
             if not (t_ms < np.repeat(cursors, np.diff(bounds))).any():
+                appended = self.appended
                 for boiler, buf, lo, hi in zip(boilers, known, bounds, bounds[1:], strict=False):
-                    if hi > lo:
-                        chunk = (t_ms[lo:hi], values[:, lo:hi])
-                        buf.times.append(chunk[0])
-                        buf.values.append(chunk[1])
-                        self.appended.setdefault(boiler, []).append(chunk)
-                        self._due.add(buf.gateway)
+                    if hi == lo:
+                        continue
+                    t, v = t_ms[lo:hi], values[:, lo:hi]
+                    buf.times.append(t)
+                    buf.values.append(v)
+                    if boiler in appended:
+                        appended[boiler].append((t, v))
+                    else:
+                        appended[boiler] = [(t, v)]
+                self._due.update({buf.gateway for buf in known})
                 return []
         out = []
         for k, boiler in enumerate(boilers):
@@ -242,9 +247,12 @@ class WindowEngine:
             boilers: list[str] = self._by_gateway.get(next(iter(due)), [])
         else:
             boilers = sorted(b for g in due for b in self._by_gateway.get(g, ()))
+        watermarks: dict[str, int] = {}  # no window closing moves a watermark
         for boiler in boilers:
             buf = self.boilers[boiler]
-            wm = self.watermark(buf.gateway)
+            wm = watermarks.get(buf.gateway)
+            if wm is None:
+                wm = watermarks[buf.gateway] = self.watermark(buf.gateway)
             if wm < buf.cursor + p.window_ms + p.max_gap_ms:
                 continue
             yield from self._close_boiler(boiler, buf, wm)
@@ -330,7 +338,7 @@ class WindowEngine:
             buf.times, buf.values = [t], [v]
         self._put(boiler, buf)
 
-    def load_appended(self, boiler: str, t: bytes, v: bytes) -> bool:
+    def load_appended(self, boiler: str, t: np.ndarray, v: np.ndarray) -> bool:
         """Append samples saved from `appended` to a restored buffer (False: no buffer).
 
         Equivalent to the `add` calls that appended them: a buffer's chunks are
@@ -338,10 +346,9 @@ class WindowEngine:
         buf = self.boilers.get(boiler)
         if buf is None:
             return False
-        times = np.frombuffer(t, dtype=np.int64).copy()
-        if times.size:
-            buf.times.append(times)
-            buf.values.append(np.frombuffer(v, dtype=np.float64).reshape(N_ROWS, times.size).copy())
+        if t.size:
+            buf.times.append(np.array(t, dtype=np.int64))
+            buf.values.append(np.array(v, dtype=np.float64).reshape(N_ROWS, t.size))
             self._due.add(buf.gateway)
         return True
 
