@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from heatstream.errors import HeatstreamError
@@ -78,7 +79,30 @@ def _key(text: str, what: str) -> str:
     return _name(text, what, _KEY)
 
 
+# Names, keys and tag values repeat from point to point (a fleet has a few
+# thousand boilers, a measurement a few dozen fields): each distinct one is
+# checked and escaped once. Errors are raised, never cached; what is not a
+# string (hence maybe not hashable) goes the uncached way, to its error.
+@lru_cache(maxsize=1 << 16)
+def _field_key(key: str) -> str:
+    return _key(key, "field key")
+
+
+@lru_cache(maxsize=1 << 16)
+def _tag(key: str, value: str) -> str:
+    return f"{_key(key, 'tag key')}={_name(value, f'tag {key!r} value', _KEY)}"
+
+
+@lru_cache(maxsize=1 << 10)
+def _measurement(text: str) -> str:
+    if text.startswith("#"):  # a comment line: InfluxDB would skip it silently
+        raise LineProtocolError(f"measurement {text!r} starts with '#'")
+    return _name(text, "measurement", _MEASUREMENT)
+
+
 def _field_value(key: str, value: FieldValue) -> str | None:
+    if type(value) is float:  # most fields: first
+        return repr(value) if math.isfinite(value) else None
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -110,14 +134,20 @@ def encode_point(point: Point, precision: Precision = "ms") -> bytes | None:
     for key, value in point.fields.items():
         text = _field_value(key, value)
         if text is not None:
-            fields.append(f"{_key(key, 'field key')}={text}")
+            name = _field_key(key) if type(key) is str else _key(key, "field key")
+            fields.append(f"{name}={text}")
     if not fields:
         return None
-    if point.measurement.startswith("#"):  # a comment line: InfluxDB would skip it silently
-        raise LineProtocolError(f"measurement {point.measurement!r} starts with '#'")
-    head = [_name(point.measurement, "measurement", _MEASUREMENT)]
+    measurement = point.measurement
+    if type(measurement) is not str:
+        _name(measurement, "measurement", _MEASUREMENT)  # raises: not a string
+    head = [_measurement(measurement)]
     for key in sorted(point.tags):
-        head.append(f"{_key(key, 'tag key')}={_name(point.tags[key], f'tag {key!r} value', _KEY)}")
+        value = point.tags[key]
+        if type(key) is str and type(value) is str:
+            head.append(_tag(key, value))
+        else:  # raises: not a string
+            head.append(f"{_key(key, 'tag key')}={_name(value, f'tag {key!r} value', _KEY)}")
     line = f"{','.join(head)} {','.join(fields)} {timestamp(point.time_ns, precision)}"
     return line.encode("utf-8")
 

@@ -63,12 +63,18 @@ def test_non_finite_fields_are_left_out() -> None:
         Point.at_ms("m", {}, {"a": 2**63}, 0),
         Point.at_ms("m", {}, {"a": "two\nlines"}, 0),
         Point.at_ms("m", {}, {"a": [1]}, 0),
+        Point.at_ms(["m"], {}, {"a": 1}, 0),  # type: ignore[arg-type]
+        Point.at_ms("m", {"t": ["x"]}, {"a": 1}, 0),  # type: ignore[dict-item]
+        Point.at_ms("m", {("t",): "x"}, {"a": 1}, 0),  # type: ignore[dict-item]
+        Point.at_ms("m", {}, {("a",): 1.0}, 0),  # type: ignore[dict-item]
         Point("m", {}, {"a": 1}, 1),  # not a whole millisecond
     ],
 )
 def test_what_cannot_be_encoded_is_refused(point: Point) -> None:
-    with pytest.raises(LineProtocolError):
-        encode_point(point)
+    # Twice: names are checked once and cached, errors must not be.
+    for _ in range(2):
+        with pytest.raises(LineProtocolError):
+            encode_point(point)
 
 
 def test_precision_is_ms_unless_a_point_needs_ns() -> None:
