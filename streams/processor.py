@@ -16,8 +16,9 @@ rows are written back (`dirty_rows`), and keeps the slow-changing part of a
 boiler (ledger, rollups, detectors: they change only when one of its windows
 closes or a compute event arrives) encoded, so that it is not encoded again
 while it does not change. Between two such changes a group's row is not
-rewritten at all: the samples its boilers took go in a small delta row (live,
-one per frame: about a kilobyte instead of the ~90 KB of a group's buffers).
+rewritten at all: the samples the gateway's boilers took go in one delta row
+per write-back (live: one per frame, the frame's own arrays, instead of every
+group's buffers, ~90 KB each).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from heatstream.streams.windows import (
     CHANNEL_INDEX,
     N_ROWS,
     QUARANTINE_ROW,
+    Appended,
     WindowEngine,
     WindowParams,
 )
@@ -70,9 +72,9 @@ log = logging.getLogger(__name__)
 #: samples and bounded detector state, a row at most `boilers_per_row` boilers.
 MAX_ROW_BYTES = 900 * 1024
 ROW_VERSION = 2
-#: Delta rows a group's row may have before it is written whole again. A window
-#: closing (once a minute per boiler) rewrites it anyway; this bounds the rows
-#: read back per group on a restart when frames come faster than that.
+#: Delta rows a gateway may have before its group rows are all written whole
+#: again. Windows closing (once a minute) rewrite them anyway; this bounds the
+#: rows read back on a restart when frames come faster than that.
 MAX_DELTAS = 64
 
 
@@ -85,9 +87,29 @@ def boilers_key(first: str, slot: int) -> bytes:
     return f"b:{first}.{slot}".encode()
 
 
-def delta_key(first: str, slot: int, index: int) -> bytes:
-    """The `index`-th delta row of the group row `boilers_key(first, slot)`."""
-    return f"d:{first}.{slot}.{index}".encode()
+def delta_key(gateway: str, generation: int, index: int) -> bytes:
+    """The `index`-th delta row of a gateway's boilers, in one of two generations."""
+    return f"d:{gateway}.{generation}.{index}".encode()
+
+
+@dataclass(slots=True)
+class DeltaLog:
+    """A gateway's delta rows: `count` of them in `generation`; the samples of a
+    group's boilers in delta i belong to its state only if i >= since[group]
+    (the group's row, written later, already holds those before)."""
+
+    generation: int = 0
+    count: int = 0
+    since: dict[str, int] = field(default_factory=dict)  # first boiler of a group -> index
+
+    def to_state(self) -> dict[str, Any]:
+        return {"gen": self.generation, "n": self.count, "since": dict(self.since)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None) -> DeltaLog:
+        if not state:
+            return cls()
+        return cls(state["gen"], state["n"], dict(state["since"]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,8 +202,7 @@ class Processor:
         }
         # gateway -> {first boiler of a group: slot holding its last written row}
         self._slots: dict[str, dict[str, int]] = {}
-        # gateway -> {first boiler of a group: delta rows written after its row}
-        self._deltas: dict[str, dict[str, int]] = {}
+        self._deltas: dict[str, DeltaLog] = {}  # gateway -> its delta rows
         self._dirty_gateways: set[str] = set()
         self._dirty_boilers: set[str] = set()  # ledger/rollups/detectors changed
         # boiler -> its ledger, rollups and detectors encoded, while they do not change
@@ -455,15 +476,17 @@ class Processor:
     # b"b:<first boiler of the group>.<slot>": for each boiler of the group, its
     #     window buffer and its ledger, rollups and detectors (encoded apart,
     #     encoded again only when they change).
-    # b"d:<first boiler>.<slot>.<n>": the samples the group's boilers took
-    #     after row <slot> (and its deltas 0..n-1) was written, when nothing
-    #     else of them changed: no window closed, no sample dropped, no compute
-    #     event. The manifest counts a group's deltas; its row is written whole
-    #     (to the other slot, deltas counted from 0 again) when more changed or
-    #     after MAX_DELTAS of them.
+    # b"d:<gateway>.<generation>.<n>": the samples the gateway's boilers took
+    #     since the last write-back, for boilers whose group row is not
+    #     written whole in it (nothing else of them changed: no window closed,
+    #     no sample dropped, no compute event). The manifest counts the deltas
+    #     and, per group, the first delta its row does not already hold. When
+    #     every group row holds every delta, or after MAX_DELTAS (then every
+    #     group row is written whole), the count starts again at 0 in the other
+    #     generation.
     # A group's row is written to the slot its current row is not in, a delta
     # to the index after the last one counted, and the gateway row, written
-    # after them, names the new slot and count: a write cut short (a worker
+    # after them, names the new slots and count: a write cut short (a worker
     # killed mid-batch) leaves the manifest pointing at rows of one batch,
     # never at a mix of batches, so that replaying the batch from the
     # committed offset stays exact. All the rows of a processor belong to its
@@ -498,7 +521,8 @@ class Processor:
             self.clocks[gateway] = ClockSkewTracker.from_state(state["clock"], self.params.skew)
         self.engine.load_clock(gateway, state["engine"])
         loaded: list[str] = []
-        deltas = state.get("deltas", {})
+        deltas = DeltaLog.from_state(state.get("deltas"))
+        row_of: dict[str, str] = {}  # boiler -> first boiler of the row it was loaded from
         for first, slot in state["rows"].items():
             row = get(boilers_key(first, slot))
             if row is None:
@@ -519,11 +543,13 @@ class Processor:
                     self._cores[boiler] = core
                 mine.append(boiler)
             loaded.extend(mine)
-            for index in range(deltas.get(first, 0)):
-                self._import_delta(gateway, first, slot, index, set(mine), get)
+            row_of.update(dict.fromkeys(mine, first))
+        for index in range(deltas.count):
+            self._import_delta(gateway, deltas, index, row_of, get)
         current = {members[0] for members in self._groups[gateway]}
         self._slots[gateway] = {f: s for f, s in state["rows"].items() if f in current}
-        self._deltas[gateway] = {f: n for f, n in deltas.items() if f in current}
+        deltas.since = {f: i for f, i in deltas.since.items() if f in current}
+        self._deltas[gateway] = deltas
         if set(state["rows"]) - current:
             # The inventory regrouped the gateway's boilers since: write them all
             # again in their new groups (the manifest then forgets the old rows).
@@ -533,96 +559,110 @@ class Processor:
     def _import_delta(
         self,
         gateway: str,
-        first: str,
-        slot: int,
+        deltas: DeltaLog,
         index: int,
-        members: set[str],
+        row_of: dict[str, str],
         get: Callable[[bytes], bytes | None],
     ) -> None:
-        row = get(delta_key(first, slot, index))
+        row = get(delta_key(gateway, deltas.generation, index))
         if row is None:
             # The manifest is written after its deltas: only a table that lost
             # rows gets here. Go on with what there is, loudly.
             log.error(
-                "delta row %d of the boilers from %s (gateway %s) is missing: their "
-                "windows lack the samples it held",
+                "delta row %d of gateway %s is missing: its boilers' windows lack the "
+                "samples it held",
                 index,
-                first,
                 gateway,
             )
             return
-        version, *delta = pickle.loads(row)
+        version, names, counts, t_bytes, v_bytes = pickle.loads(row)
         if version != ROW_VERSION:
             raise ValueError(
-                f"delta row {index} of boilers from {first!r} has version {version!r}, "
+                f"delta row {index} of gateway {gateway!r} has version {version!r}, "
                 f"not {ROW_VERSION}"
             )
-        names, counts, t_bytes, v_bytes = delta
         times = np.frombuffer(t_bytes, dtype=np.int64)
         values = np.frombuffer(v_bytes, dtype=np.float64).reshape(N_ROWS, times.size)
         ends = np.cumsum(counts).tolist()
         for boiler, lo, hi in zip(names, [0, *ends[:-1]], ends, strict=True):
-            if boiler in members:
+            first = row_of.get(boiler)
+            if first is not None and index >= deltas.since.get(first, 0):
                 self.engine.load_appended(boiler, times[lo:hi], values[:, lo:hi])
 
     def dirty_rows(self) -> list[tuple[bytes, bytes]]:
         """The rows changed since the last call, as (key, value), to write back in this
-        order (boiler groups and their deltas, then the gateway rows that name them)."""
-        # gateway -> {index of a group: whether its row must be written whole}
-        groups: dict[str, dict[int, bool]] = {}
+        order (boiler groups and the gateway's delta, then the gateway rows that name
+        them)."""
+        # gateway -> groups (by index) whose row must be written whole
+        groups: dict[str, set[int]] = {}
         for boiler in self._dirty_boilers | self.engine.changed:
             where = self._group_of.get(boiler)
             if where is not None:
-                groups.setdefault(where[0], {})[where[1]] = True
-        for boiler in self.engine.appended:
-            where = self._group_of.get(boiler)
-            if where is not None:
-                groups.setdefault(where[0], {}).setdefault(where[1], False)
+                groups.setdefault(where[0], set()).add(where[1])
         appended, self.engine.appended = self.engine.appended, {}
         self._dirty_boilers.clear()
         self.engine.changed.clear()
         rows: list[tuple[bytes, bytes]] = []
-        for gateway in sorted(groups):
+        for gateway in sorted(groups.keys() | appended.keys()):
             if gateway not in self.sequences:
                 continue  # nothing of it has been processed: nothing to save
             slots = self._slots.setdefault(gateway, {})
-            deltas = self._deltas.setdefault(gateway, {})
-            for index, whole in sorted(groups[gateway].items()):
+            deltas = self._deltas.setdefault(gateway, DeltaLog())
+            whole = groups.get(gateway, set())
+            samples = appended.get(gateway)
+            if samples and deltas.count >= MAX_DELTAS:
+                whole = set(range(len(self._groups[gateway])))
+            written: set[str] = set()  # boilers whose row is written whole
+            for index in sorted(whole):
                 members = self._groups[gateway][index]
-                first = members[0]
-                count = deltas.get(first, 0)
-                if not whole and first in slots and count < MAX_DELTAS:
-                    row = _delta_row(members, appended)
-                    if len(row) <= MAX_ROW_BYTES:
-                        rows.append((delta_key(first, slots[first], count), row))
-                        deltas[first] = count + 1
-                        continue
-                row = self._group_row(members)
-                if row is None:
-                    continue
-                if len(row) > MAX_ROW_BYTES:
-                    # Cannot happen with sane parameters (see MAX_ROW_BYTES); the
-                    # group keeps its previous row rather than kill the producer.
-                    log.error(
-                        "state row of gateway %s, boilers %s, is %d bytes, over the %d-byte "
-                        "limit of a changelog record: not written, their state will not "
-                        "survive a restart (lower streams boilers_per_row)",
-                        gateway,
-                        ", ".join(members),
-                        len(row),
-                        MAX_ROW_BYTES,
-                    )
-                    continue
-                slot = 1 - slots[first] if first in slots else 0
-                slots[first] = slot
-                deltas[first] = 0
-                rows.append((boilers_key(first, slot), row))
+                if self._write_group(gateway, members, slots, rows):
+                    written.update(members)
+            if samples:
+                delta = _delta_row(samples, written)
+                if delta is not None:
+                    rows.append((delta_key(gateway, deltas.generation, deltas.count), delta))
+                    deltas.count += 1
+            for boiler in written:
+                if boiler in slots:  # the first of its group
+                    deltas.since[boiler] = deltas.count
+            if deltas.count and all(deltas.since.get(f, 0) >= deltas.count for f in slots):
+                # Every row holds every delta: start again, in the other generation.
+                self._deltas[gateway] = DeltaLog(generation=1 - deltas.generation)
             self._dirty_gateways.add(gateway)
         for gateway in sorted(self._dirty_gateways):
             if gateway in self.sequences:
                 rows.append((gateway_key(gateway), self._gateway_row(gateway)))
         self._dirty_gateways.clear()
         return rows
+
+    def _write_group(
+        self,
+        gateway: str,
+        members: tuple[str, ...],
+        slots: dict[str, int],
+        rows: list[tuple[bytes, bytes]],
+    ) -> bool:
+        """Append a group's row, whole, to `rows`, in its other slot; whether it was."""
+        row = self._group_row(members)
+        if row is None:
+            return False
+        if len(row) > MAX_ROW_BYTES:
+            # Cannot happen with sane parameters (see MAX_ROW_BYTES); the
+            # group keeps its previous row rather than kill the producer.
+            log.error(
+                "state row of gateway %s, boilers %s, is %d bytes, over the %d-byte "
+                "limit of a changelog record: not written, their state will not "
+                "survive a restart (lower streams boilers_per_row)",
+                gateway,
+                ", ".join(members),
+                len(row),
+                MAX_ROW_BYTES,
+            )
+            return False
+        first = members[0]
+        slots[first] = 1 - slots[first] if first in slots else 0
+        rows.append((boilers_key(first, slots[first]), row))
+        return True
 
     def rows_of(self, gateway: str) -> list[tuple[bytes, bytes]]:
         """Every row of a gateway as it stands (changed or not), whole (no deltas),
@@ -648,7 +688,7 @@ class Processor:
             "clock": self.clocks[gateway].to_state() if gateway in self.clocks else None,
             "engine": self.engine.clock_state(gateway),
             "rows": dict(self._slots.get(gateway, {})),
-            "deltas": {} if whole else dict(self._deltas.get(gateway, {})),
+            "deltas": None if whole else self._deltas.get(gateway, DeltaLog()).to_state(),
         }
         return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -759,27 +799,39 @@ class Processor:
         return Emit(topics.LATE_EVENTS, (key or b"").decode("utf-8", "replace"), record)
 
 
-def _delta_row(
-    members: tuple[str, ...], appended: dict[str, list[tuple[np.ndarray, np.ndarray]]]
-) -> bytes:
-    """The samples the members of a group took since their row (or last delta) was
-    written: (version, boilers, samples per boiler, times, values), the times and
-    values of all of them end to end, in one array each."""
+def _delta_row(samples: list[Appended], skip: set[str]) -> bytes | None:
+    """One delta row: the samples appended to boilers not in `skip`, as (version,
+    boilers, samples of each, times, values), runs end to end; None if empty."""
     names: list[str] = []
     counts: list[int] = []
     times: list[np.ndarray] = []
     values: list[np.ndarray] = []
-    for boiler in members:
-        chunks = appended.get(boiler)
-        if chunks:
-            names.append(boiler)
-            counts.append(sum(t.size for t, _ in chunks))
-            times.extend(t for t, _ in chunks)
-            values.extend(v for _, v in chunks)
-    t = np.concatenate(times).astype(np.int64, copy=False)
-    v = np.concatenate(values, axis=1).astype(np.float64, copy=False)
+    for run in samples:
+        if skip and not skip.isdisjoint(run.boilers):
+            keep = [b not in skip for b in run.boilers]
+            mask = np.repeat(keep, run.counts)
+            names += [b for b, k in zip(run.boilers, keep, strict=True) if k]
+            counts += [c for c, k in zip(run.counts, keep, strict=True) if k]
+            times.append(run.times[mask])
+            values.append(run.values[:, mask])
+        else:
+            names += run.boilers
+            counts += run.counts
+            times.append(run.times)
+            values.append(run.values)
+    if not names:
+        return None
+    t = times[0] if len(times) == 1 else np.concatenate(times)
+    v = values[0] if len(values) == 1 else np.concatenate(values, axis=1)
     return pickle.dumps(
-        (ROW_VERSION, names, counts, t.tobytes(), v.tobytes()), protocol=pickle.HIGHEST_PROTOCOL
+        (
+            ROW_VERSION,
+            names,
+            counts,
+            t.astype(np.int64, copy=False).tobytes(),
+            v.astype(np.float64, copy=False).tobytes(),
+        ),
+        protocol=pickle.HIGHEST_PROTOCOL,
     )
 
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 from bisect import insort
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -88,6 +88,15 @@ class BoilerBuffer:
         return t, v
 
 
+class Appended(NamedTuple):
+    """Samples appended to the buffers of some boilers, boiler after boiler."""
+
+    boilers: list[str]
+    counts: list[int]
+    times: np.ndarray
+    values: np.ndarray  # (N_ROWS, n)
+
+
 @dataclass(slots=True)
 class GatewayClock:
     max_t: int = -1
@@ -113,9 +122,11 @@ class WindowEngine:
         self.partition_max_t = -1
         #: boilers whose buffer changed as a whole since the owner last took this set
         self.changed: set[str] = set()
-        #: boiler -> samples (times, values) appended to its buffer since the owner
-        #: last took them; the buffer is its saved state plus these, in this order
-        self.appended: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        #: gateway -> samples appended to its boilers' buffers since the owner last
+        #: took them, in order: (boilers, samples of each, times, values), the
+        #: samples of boilers[k] being the k-th run of `counts[k]` columns. A
+        #: buffer is its saved state plus its runs, in this order.
+        self.appended: dict[str, list[Appended]] = {}
         self._by_gateway: dict[str, list[str]] = {}  # gateway -> its boilers, sorted
         self._due: set[str] = set()  # gateways close_ready must look at
         self._pmax_seen = -1  # partition_max_t at the last close_ready
@@ -156,7 +167,9 @@ class WindowEngine:
         if t_ms.size:
             buf.times.append(t_ms)
             buf.values.append(values)
-            self.appended.setdefault(boiler, []).append((t_ms, values))
+            self.appended.setdefault(buf.gateway, []).append(
+                Appended([boiler], [t_ms.size], t_ms, values)
+            )
             # New samples can make a window closable under an unchanged
             # watermark (a boiler waiting for data after a silence).
             self._due.add(buf.gateway)
@@ -177,21 +190,18 @@ class WindowEngine:
         live frame); returns what became of the boilers that had late samples."""
         bufs = [self.boilers.get(boiler) for boiler in boilers]
         known = [buf for buf in bufs if buf is not None]
-        if len(known) == len(bufs):
+        if len(known) == len(bufs) and {buf.gateway for buf in known} == {gateway}:
+            counts = np.diff(bounds)
             cursors = np.fromiter((buf.cursor for buf in known), np.int64, len(known))
-            if not (t_ms < np.repeat(cursors, np.diff(bounds))).any():
-                appended = self.appended
-                for boiler, buf, lo, hi in zip(boilers, known, bounds, bounds[1:], strict=False):
-                    if hi == lo:
-                        continue
-                    t, v = t_ms[lo:hi], values[:, lo:hi]
-                    buf.times.append(t)
-                    buf.values.append(v)
-                    if boiler in appended:
-                        appended[boiler].append((t, v))
-                    else:
-                        appended[boiler] = [(t, v)]
-                self._due.update({buf.gateway for buf in known})
+            if counts.all() and not (t_ms < np.repeat(cursors, counts)).any():
+                for buf, lo, hi in zip(known, bounds, bounds[1:], strict=False):
+                    buf.times.append(t_ms[lo:hi])
+                    buf.values.append(values[:, lo:hi])
+                lo, hi = bounds[0], bounds[-1]
+                self.appended.setdefault(gateway, []).append(
+                    Appended(boilers, counts.tolist(), t_ms[lo:hi], values[:, lo:hi])
+                )
+                self._due.add(gateway)
                 return []
         out = []
         for k, boiler in enumerate(boilers):

@@ -173,6 +173,15 @@ def test_a_whole_frame_added_at_once_equals_one_add_per_boiler(data: st.DataObje
             out.extend(engine.close_ready())
     assert out_once == out_one
     assert at_once.to_state() == by_one.to_state()
-    assert {b: len(c) for b, c in at_once.appended.items()} == {
-        b: len(c) for b, c in by_one.appended.items()
-    }
+    assert _appended_by_boiler(at_once) == _appended_by_boiler(by_one)
+
+
+def _appended_by_boiler(engine: WindowEngine) -> dict[str, list[int]]:
+    """The times appended to each boiler since the owner last took them, in order."""
+    out: dict[str, list[int]] = {}
+    for runs in engine.appended.values():
+        for run in runs:
+            ends = list(itertools.accumulate(run.counts))
+            for boiler, lo, hi in zip(run.boilers, [0, *ends[:-1]], ends, strict=True):
+                out.setdefault(boiler, []).extend(run.times[lo:hi].tolist())
+    return out

@@ -452,11 +452,11 @@ def test_only_rows_changed_by_a_batch_are_written_back() -> None:
     }
     assert proc.dirty_rows() == []  # nothing happened since
     # One gw-01 frame, no window closing: gw-02's rows are not written again;
-    # gw-01's boilers only took samples: a delta after each row, then the
-    # gateway row that counts them.
+    # gw-01's boilers only took samples: one delta row of the gateway, then the
+    # gateway row that counts it.
     feed(proc, [(b"gw-01", frame_bytes(50, T0 + 100_000))])
     keys = [k for k, _ in proc.dirty_rows()]
-    assert keys == [b"d:boiler-0001.0.0", b"d:boiler-0003.0.0", b"g:gw-01"]
+    assert keys == [b"d:gw-01.0.0", b"g:gw-01"]
     # A frame with one boiler only: the other boiler's row is untouched (no window
     # of it closes: the watermark stays inside the same minute).
     data = orjson.loads(frame_bytes(51, T0 + 102_000))
@@ -471,17 +471,22 @@ def test_only_rows_changed_by_a_batch_are_written_back() -> None:
     ):
         data[c] = data[c][:1]
     feed(proc, [(b"gw-01", orjson.dumps(data))])
-    assert [k for k, _ in proc.dirty_rows()] == [b"d:boiler-0001.0.1", b"g:gw-01"]
-    # A window closes: the boilers' rows are written whole, to their other slot.
+    assert [k for k, _ in proc.dirty_rows()] == [b"d:gw-01.0.1", b"g:gw-01"]
+    assert pickle.loads(proc.rows_of("gw-02")[-1][1])["deltas"] is None  # rows_of: whole
+    # A window closes: the boilers' rows are written whole, to their other slot;
+    # they hold every delta, which start again in the other generation.
     feed(proc, [(b"gw-01", frame_bytes(52, T0 + 140_000, n=10))])
-    keys = [k for k, _ in proc.dirty_rows()]
-    assert keys == [b"b:boiler-0001.1", b"b:boiler-0003.1", b"g:gw-01"]
+    rows = proc.dirty_rows()
+    assert [k for k, _ in rows] == [b"b:boiler-0001.1", b"b:boiler-0003.1", b"g:gw-01"]
+    assert pickle.loads(rows[-1][1])["deltas"] == {"gen": 1, "n": 0, "since": {}}
+    feed(proc, [(b"gw-01", frame_bytes(53, T0 + 150_000))])
+    assert [k for k, _ in proc.dirty_rows()] == [b"d:gw-01.1.0", b"g:gw-01"]
     # A rejected message changes nothing.
     feed(proc, [(b"gw-01", b"{broken")])
     assert proc.dirty_rows() == []
 
 
-def test_a_group_row_is_written_whole_again_after_max_deltas() -> None:
+def test_group_rows_are_written_whole_again_after_max_deltas() -> None:
     # Windows of 10 minutes: after the first (empty, before the data) is
     # skipped at 25 s, none closes in the next minutes of 1 s frames.
     params = ProcessorParams(
@@ -490,18 +495,18 @@ def test_a_group_row_is_written_whole_again_after_max_deltas() -> None:
     proc = Processor(INV, params)
     msgs = stream(seconds=30 + MAX_DELTAS + 2, per_frame=1)
     feed(proc, msgs[:30])
-    (slot,) = [k[-1:] for k, _ in proc.dirty_rows() if k.startswith(b"b:boiler-0001.")]
+    manifest = pickle.loads(dict(proc.dirty_rows())[b"g:gw-01"])
+    gen, (slot,) = manifest["deltas"]["gen"], manifest["rows"].values()  # one group of 2
     keys = []
     for msg in msgs[30:]:
         feed(proc, [msg])
-        keys += [
-            k for k, _ in proc.dirty_rows() if k.startswith((b"b:boiler-0001", b"d:boiler-0001"))
-        ]
-    assert keys[:MAX_DELTAS] == [b"d:boiler-0001.%s.%d" % (slot, i) for i in range(MAX_DELTAS)]
-    other = b"1" if slot == b"0" else b"0"
-    assert keys[MAX_DELTAS:] == [b"b:boiler-0001." + other, b"d:boiler-0001.%s.0" % other]
-    manifest = pickle.loads(dict(proc.rows_of("gw-01"))[b"g:gw-01"])
-    assert manifest["deltas"] == {}  # rows_of: whole rows, nothing to add to them
+        keys.append([k for k, _ in proc.dirty_rows()])
+    assert keys[:MAX_DELTAS] == [
+        [b"d:gw-01.%d.%d" % (gen, i), b"g:gw-01"] for i in range(MAX_DELTAS)
+    ]
+    # The next write-back: every group row whole, to its other slot, no delta.
+    assert keys[MAX_DELTAS] == [b"b:boiler-0001.%d" % (1 - slot), b"g:gw-01"]
+    assert keys[MAX_DELTAS + 1] == [b"d:gw-01.%d.0" % (1 - gen), b"g:gw-01"]
 
 
 @pytest.mark.parametrize("params", [PARAMS, PARAMS1], ids=["grouped", "per_boiler"])
@@ -513,8 +518,9 @@ def test_rows_with_deltas_continue_identically_after_a_restart(params, cut: int)
     msgs.sort(key=lambda m: orjson.loads(m[1])["event_time_ms"])
     table = Table()
     run_worker_like(Processor(INV, params), msgs[:cut], table, batch=1)
-    assert pickle.loads(table[b"g:gw-01"])["deltas"]["boiler-0001"] > 0
-    assert any(k.startswith(b"d:") for k in table)
+    manifest = pickle.loads(table[b"g:gw-01"])["deltas"]
+    assert manifest["n"] > 0
+    assert any(k.startswith(b"d:gw-01.") for k in table)
     _restart_matches(INV, params, msgs, cut, batch=1)
 
 
@@ -556,7 +562,7 @@ def test_detector_state_is_encoded_again_only_when_it_changes(monkeypatch) -> No
     out = feed(proc, msgs[50:55])
     assert not of(out, HeatWindow)
     rows = [k for k, _ in proc.dirty_rows()]
-    assert rows[0].startswith(b"d:boiler-0001.") and calls == []
+    assert rows == [b"d:gw-01.0.0", b"g:gw-01"] and calls == []
     # A window closes for both boilers: each is encoded once, however many exports.
     out = feed(proc, msgs[55:75])
     closed = {w.boiler for w in of(out, HeatWindow)}
@@ -614,7 +620,7 @@ def test_rows_written_before_the_inventory_regrouped_boilers_still_load() -> Non
     assert set(pickle.loads(table[b"g:gw-01"])["rows"]) == {"boiler-0001", "boiler-0003"}
     part2 = run_worker_like(Processor(regrouped, params), msgs[:91], table, start=90)
     assert pickle.loads(table[b"g:gw-01"])["rows"] == {"boiler-0002": 0, "boiler-0004": 0}
-    assert pickle.loads(table[b"g:gw-01"])["deltas"] == {"boiler-0002": 0, "boiler-0004": 0}
+    assert pickle.loads(table[b"g:gw-01"])["deltas"]["n"] == 0  # every row written whole
     part3 = run_worker_like(Processor(regrouped, params), msgs, table, start=91)
     assert [encode(e.event) for e in part1 + part2 + part3] == [encode(e.event) for e in straight]
 
