@@ -88,14 +88,14 @@ async def replay(
     producer = AIOKafkaProducer(**connection, acks="all", linger_ms=20) if to_topics else None
     writer = build_writer(settings.influxdb) if to_influx else None
     points: list[Point] = []
+    # One write to InfluxDB in flight while the next points are computed: the
+    # database works on the other core meanwhile. Writes stay in order.
+    writing: asyncio.Task[None] | None = None
 
-    async def flush_points() -> None:
-        nonlocal points
-        if writer is None or not points:
-            points = []
-            return
-        precision = precision_for(points)
-        lines = encode_points(points, precision)
+    async def write_points(batch: list[Point]) -> None:
+        assert writer is not None
+        precision = precision_for(batch)
+        lines = encode_points(batch, precision)
 
         async def write(chunk: list[bytes] | tuple[bytes, ...]) -> None:  # type: ignore[type-arg]
             await writer.write(chunk, precision)
@@ -103,7 +103,18 @@ async def replay(
         rejected = await write_isolating(write, lines)  # type: ignore[arg-type]
         stats.points += len(lines) - len(rejected)
         stats.rejected_points += len(rejected)
-        points = []
+
+    async def flush_points(last: bool = False) -> None:
+        nonlocal points, writing
+        batch, points = points, []
+        if writing is not None:
+            await writing  # its error, if any, ends the replay here
+            writing = None
+        if writer is not None and batch:
+            writing = asyncio.create_task(write_points(batch))
+        if last and writing is not None:
+            await writing
+            writing = None
 
     await start_client(consumer.start, kafka)
     if producer is not None:
@@ -165,10 +176,13 @@ async def replay(
             if on_progress is not None:
                 stats.wall_s = time.monotonic() - started
                 on_progress(stats, sum(consumer.highwater(tp) or 0 for tp in parts), stats.messages)
-        await flush_points()
+        await flush_points(last=True)
         if pending:
             await asyncio.gather(*pending)
     finally:
+        if writing is not None:  # the replay failed elsewhere: do not leave it running
+            writing.cancel()
+            await asyncio.gather(writing, return_exceptions=True)
         await consumer.stop()
         if producer is not None:
             await producer.stop()
