@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,16 +89,28 @@ class TansuBroker:
 
 
 class Outage:
-    """A TCP relay 127.0.0.1:port -> 127.0.0.1:target that can be taken down and up."""
+    """A TCP relay 127.0.0.1:port -> 127.0.0.1:target that can be taken down and up.
 
-    def __init__(self, target_port: int, port: int | None = None) -> None:
+    With `ssl_context`, the listening side speaks TLS and the relay to the target stays
+    in clear (a TLS terminator)."""
+
+    def __init__(
+        self,
+        target_port: int,
+        port: int | None = None,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.port = port or free_port("127.0.0.1")
         self.target_port = target_port
+        self._ssl_context = ssl_context
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
     async def up(self) -> None:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self._server = await asyncio.start_server(
+            self._relay, "127.0.0.1", self.port, ssl=self._ssl_context
+        )
 
     async def down(self) -> None:
         """Refuse new connections and cut the open ones."""

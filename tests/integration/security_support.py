@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from aiokafka.conn import ScramAuthenticator, create_conn
+from aiokafka.conn import AIOKafkaConnection, ScramAuthenticator, create_conn
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import (
     CompactArray,
@@ -48,6 +48,7 @@ from heatstream.stack.binaries import influxd_binary
 from heatstream.stack.influx_config import write_influx_config
 from heatstream.stack.ports import free_port, is_listening
 from heatstream.stack.process import ServerProcess, spawn
+from tests.integration.gateway_support import Outage
 
 HOST = "127.0.0.1"
 
@@ -96,57 +97,27 @@ def _openssl(*args: str) -> None:
 # -- TLS in front of a plaintext broker -----------------------------------------------
 
 
-class TlsTerminator:
-    """TLS on HOST:port, relayed in clear to HOST:target_port; runs its own event loop
-    in a thread, so that it serves synchronous tests and subprocesses alike."""
+class TlsTerminator(Outage):
+    """`Outage`'s relay with TLS on HOST:port, relayed in clear to HOST:target_port; runs
+    its own event loop in a thread, so that it serves synchronous tests and subprocesses
+    alike."""
 
     def __init__(self, target_port: int, tls: TlsFiles, port: int | None = None) -> None:
-        self.port = port or free_port(HOST)
-        self.target_port = target_port
-        self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        self._context.load_cert_chain(tls.cert, tls.key)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(tls.cert, tls.key)
+        super().__init__(target_port, port, ssl_context=context)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
 
     def start(self) -> None:
         self._loop.set_exception_handler(lambda loop, context: None)  # refused handshakes
         self._thread.start()
-        self._server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._relay, HOST, self.port, ssl=self._context), self._loop
-        ).result(10)
+        asyncio.run_coroutine_threadsafe(self.up(), self._loop).result(10)
 
     def stop(self) -> None:
-        async def close() -> None:
-            if self._server is not None:
-                self._server.close()
-            for writer in list(self._writers):
-                writer.transport.abort()
-
-        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+        asyncio.run_coroutine_threadsafe(self.down(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(HOST, self.target_port)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._writers.update((writer, up_writer))
-        await asyncio.gather(
-            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
-        )
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        finally:
-            self._writers.discard(writer)
-            writer.transport.abort()
 
 
 # -- InfluxDB 1.x with authentication --------------------------------------------------
@@ -298,21 +269,9 @@ async def create_scram_user_unauthenticated(
     exchange as an unknown user and ignores the server's final "e=unknown-user" is
     admitted to every API. Returns (that server-final message, the error code of the
     AlterUserScramCredentials answer)."""
-    import aiokafka.conn
-
-    original = aiokafka.conn.ScramAuthenticator
-    aiokafka.conn.ScramAuthenticator = _IgnoringServerFinal
-    try:
-        conn = await create_conn(
-            HOST,
-            port,
-            security_protocol="SASL_PLAINTEXT",
-            sasl_mechanism=mechanism,
-            sasl_plain_username="nobody-at-all",
-            sasl_plain_password="not-a-password",
-        )
-    finally:
-        aiokafka.conn.ScramAuthenticator = original
+    conn = await _scram_conn(
+        port, mechanism, "nobody-at-all", "not-a-password", _IgnoringServerFinal
+    )
     try:
         answer = await conn.send(_AlterUserScramCredentialsRequest(user, password, mechanism))
     finally:
@@ -330,12 +289,26 @@ async def scram_server_final(port: int, user: str, password: str, mechanism: str
             seen.append(server_final)
             super().process_server_final_message(server_final)
 
+    with contextlib.suppress(Exception):  # the verdict is the message recorded
+        (await _scram_conn(port, mechanism, user, password, Recording)).close()
+    return seen[0] if seen else ""
+
+
+async def _scram_conn(
+    port: int,
+    mechanism: str,
+    user: str,
+    password: str,
+    authenticator: type[ScramAuthenticator],
+) -> AIOKafkaConnection:
+    """A SASL_PLAINTEXT connection whose SCRAM exchange `authenticator` runs: aiokafka
+    has no option for it, so its class is swapped for the time of the handshake."""
     import aiokafka.conn
 
     original = aiokafka.conn.ScramAuthenticator
-    aiokafka.conn.ScramAuthenticator = Recording
+    aiokafka.conn.ScramAuthenticator = authenticator
     try:
-        conn = await create_conn(
+        return await create_conn(
             HOST,
             port,
             security_protocol="SASL_PLAINTEXT",
@@ -343,12 +316,8 @@ async def scram_server_final(port: int, user: str, password: str, mechanism: str
             sasl_plain_username=user,
             sasl_plain_password=password,
         )
-        conn.close()
-    except Exception:  # the verdict is the message recorded
-        pass
     finally:
         aiokafka.conn.ScramAuthenticator = original
-    return seen[0] if seen else ""
 
 
 def wait_listening(port: int, process: ServerProcess, timeout_s: float = 20.0) -> None:

@@ -45,16 +45,13 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from heatstream.ingest.simulator import SimConfig, Simulation
 from heatstream.ingest.simulator.publish import Publisher, PublishOptions
-from heatstream.inventory import inventory_toml, synthetic_inventory
-from heatstream.schemas import topics
+from heatstream.inventory import synthetic_inventory
 from heatstream.schemas.derived import HeatWindow
 from heatstream.schemas.serde import decode_derived
 from heatstream.settings import KafkaSettings
 from heatstream.stack import EmbeddedStack
-from heatstream.stack.provision import create_topics
 from heatstream.streams.processor import ProcessorParams
 from tests.integration.worker_support import (
-    DERIVED,
     Record,
     assert_running,
     by_id,
@@ -66,7 +63,7 @@ from tests.integration.worker_support import (
     stop_worker,
     tail,
     wait_for_ids,
-    worker_env,
+    worker_app,
 )
 
 pytestmark = [
@@ -128,20 +125,14 @@ def test_a_frozen_broker_delays_results_but_changes_none(
 ) -> None:
     assert stack.kafka is not None
     broker_pid = stack.kafka.pid  # the embedded stack's Tansu process
-    prefix = unique_name("bp") + "."
-    kafka = KafkaSettings(bootstrap=stack.bootstrap, topic_prefix=prefix, partitions=PARTITIONS)
-    asyncio.run(create_topics(stack.bootstrap, kafka))
-    inventory = tmp_path / "inventory.toml"
-    inventory.write_text(inventory_toml(INV))
-    env = worker_env(stack.bootstrap, prefix, PARTITIONS, inventory)
+    app = worker_app(stack.bootstrap, unique_name("bp") + ".", PARTITIONS, INV, tmp_path)
+    kafka, derived = app.kafka, app.derived
     params = ProcessorParams()  # the worker's: its environment sets no stream parameter
-    raw_topic = prefix + topics.RAW_EVENTS.name
-    derived = [prefix + spec.name for spec in DERIVED]
     log = tmp_path / "worker.log"
     sim = simulation()
 
     async def scenario() -> None:
-        worker = start_worker(env, tmp_path / "state", log)
+        worker = start_worker(app.env, tmp_path / "state", log)
         try:
             publisher = Publisher(sim, kafka, PublishOptions(speed=SPEED))
             run = asyncio.create_task(publisher.run())
@@ -171,7 +162,7 @@ def test_a_frozen_broker_delays_results_but_changes_none(
                 assert counters["spooled"] == 0, (gateway, counters)
                 assert counters["sent"] == counters["accepted"], (gateway, counters)
 
-            raw = await read_topics(stack.bootstrap, [raw_topic])
+            raw = await read_topics(stack.bootstrap, [app.raw])
             assert len(raw) >= report.sent
             expected = reference(raw, INV, params)
             got = await wait_for_ids(

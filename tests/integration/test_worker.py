@@ -8,25 +8,21 @@ duplicates from a restart are removed by key.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
-from heatstream.inventory import Inventory, inventory_toml, synthetic_inventory
+from heatstream.inventory import Inventory, synthetic_inventory
 from heatstream.schemas import topics
 from heatstream.schemas.derived import HeatWindow
 from heatstream.schemas.serde import decode_derived, encode
 from heatstream.schemas.telemetry import TelemetryFrame
-from heatstream.settings import KafkaSettings
-from heatstream.stack.provision import create_topics
 from heatstream.streams.processor import Origin, Processor, ProcessorParams
 from heatstream.streams.windows import WindowParams
+from tests.integration.worker_support import read_topics, start_worker, stop_worker, worker_app
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.slow]
 
@@ -75,24 +71,6 @@ def reference(
     return out
 
 
-def start_worker(env: dict[str, str], datadir: Path, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "heatstream",
-            "worker",
-            "--datadir",
-            str(datadir),
-            "--loglevel",
-            "info",
-        ],
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-
-
 async def produce(bootstrap: str, topic: str, msgs: list[tuple[bytes, bytes]]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
@@ -106,56 +84,42 @@ async def produce(bootstrap: str, topic: str, msgs: list[tuple[bytes, bytes]]) -
 async def collect(
     bootstrap: str, topic: str, want: int, timeout_s: float
 ) -> tuple[dict[str, bytes], int]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
-    )
-    await consumer.start()
-    seen: dict[str, bytes] = {}
-    total = 0
+    """The first record of each event id on `topic`, and how many records it holds,
+    once it holds `want` ids or `timeout_s` passed."""
     deadline = time.monotonic() + timeout_s
-    try:
-        while len(seen) < want and time.monotonic() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for record in records:
-                    event = decode_derived(record.value)
-                    total += 1
-                    seen.setdefault(event.id, record.value)  # type: ignore[attr-defined]
-    finally:
-        await consumer.stop()
-    return seen, total
+    while True:
+        records = await read_topics(bootstrap, [topic])
+        seen: dict[str, bytes] = {}
+        for record in records:
+            seen.setdefault(decode_derived(record.value).id, record.value)
+        if len(seen) >= want or time.monotonic() >= deadline:
+            return seen, len(records)
+        await asyncio.sleep(0.5)
 
 
 def test_worker_killed_mid_window_loses_nothing_and_counts_nothing_twice(
     stack, tmp_path: Path, unique_name
 ) -> None:
-    prefix = unique_name("w") + "."
-    kafka = KafkaSettings(bootstrap=stack.bootstrap, topic_prefix=prefix, partitions=PARTITIONS)
-    asyncio.run(create_topics(stack.bootstrap, kafka))
-    inventory = tmp_path / "inventory.toml"
-    inventory.write_text(inventory_toml(INV))
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("HEATSTREAM_")},
-        "HEATSTREAM_KAFKA__BOOTSTRAP": stack.bootstrap,
-        "HEATSTREAM_KAFKA__TOPIC_PREFIX": prefix,
-        "HEATSTREAM_KAFKA__PARTITIONS": str(PARTITIONS),
-        "HEATSTREAM_APP_ID": prefix.rstrip("."),
-        "HEATSTREAM_INVENTORY": str(inventory),
-        "HEATSTREAM_STREAMS__SESSION_TIMEOUT_S": "6",
-        "HEATSTREAM_STREAMS__ALLOWED_LATENESS_S": "10",
-        "HEATSTREAM_STREAMS__MAX_GAP_S": "5",
-        "HEATSTREAM_STREAMS__LIVENESS_CHECK_S": "1",
-    }
+    app = worker_app(
+        stack.bootstrap,
+        unique_name("w") + ".",
+        PARTITIONS,
+        INV,
+        tmp_path,
+        allowed_lateness_s="10",
+        max_gap_s="5",
+        liveness_check_s="1",
+    )
     params = ProcessorParams(windows=WindowParams(allowed_lateness_ms=10_000, max_gap_ms=5_000))
     msgs = messages(seconds=420)
     poison = (b"gw-01", b'{"schema_name": "telemetry.frame", "schema_version": 2, "seq": "x"}')
     expected = reference(msgs, params)
     assert len(expected) == 36  # 6 boilers x 6 closed 1m windows (the 7th is still open)
-    raw_topic = prefix + topics.RAW_EVENTS.name
-    windows_topic = prefix + topics.HEAT_WINDOWS.name
+    raw_topic, windows_topic = app.raw, app.topic(topics.HEAT_WINDOWS)
     log = tmp_path / "worker.log"
     datadir = tmp_path / "worker-state"
 
-    first = start_worker(env, datadir, log)
+    first = start_worker(app.env, datadir, log)
     try:
         half = len(msgs) // 2
         asyncio.run(produce(stack.bootstrap, raw_topic, [*msgs[:half], poison]))
@@ -165,24 +129,20 @@ def test_worker_killed_mid_window_loses_nothing_and_counts_nothing_twice(
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
 
-    second = start_worker(env, datadir, log)
+    second = start_worker(app.env, datadir, log)
     try:
         asyncio.run(produce(stack.bootstrap, raw_topic, msgs[half:]))
         got, total = asyncio.run(
             collect(stack.bootstrap, windows_topic, want=len(expected), timeout_s=150)
         )
     finally:
-        second.send_signal(signal.SIGTERM)
-        try:
-            second.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            second.kill()
+        stop_worker(second)
     assert set(got) == set(expected), log.read_text()[-3000:]
     assert got == expected  # byte for byte: nothing lost, nothing counted twice
     assert total >= len(expected)
 
     letters, _ = asyncio.run(
-        collect(stack.bootstrap, prefix + topics.DEAD_LETTERS.name, want=1, timeout_s=20)
+        collect(stack.bootstrap, app.topic(topics.DEAD_LETTERS), want=1, timeout_s=20)
     )
     (letter,) = (decode_derived(v) for v in letters.values()) if len(letters) == 1 else (None,)
     assert letter is not None and letter.reason == "schema_violation"  # type: ignore[union-attr]
@@ -191,7 +151,7 @@ def test_worker_killed_mid_window_loses_nothing_and_counts_nothing_twice(
     # The wall-clock liveness check: this data is months old, so both gateways
     # are offline by the wall clock, reported once each (not part of replay).
     issues, _ = asyncio.run(
-        collect(stack.bootstrap, prefix + topics.DATA_QUALITY.name, want=2, timeout_s=20)
+        collect(stack.bootstrap, app.topic(topics.DATA_QUALITY), want=2, timeout_s=20)
     )
     offline = {
         e.gateway for e in map(decode_derived, issues.values()) if e.kind == "gateway_offline"
@@ -205,23 +165,15 @@ def test_worker_holds_a_gateway_of_130_boilers_across_a_sigkill(
     """A gateway whose whole state passes 1 MiB: it used to be one table value, one
     changelog record, and the worker died on MessageSizeTooLargeError. Now rows."""
     big = synthetic_inventory(boilers=130, sites=1)
-    prefix = unique_name("wb") + "."
-    kafka = KafkaSettings(bootstrap=stack.bootstrap, topic_prefix=prefix, partitions=2)
-    asyncio.run(create_topics(stack.bootstrap, kafka))
-    inventory = tmp_path / "inventory.toml"
-    inventory.write_text(inventory_toml(big))
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("HEATSTREAM_")},
-        "HEATSTREAM_KAFKA__BOOTSTRAP": stack.bootstrap,
-        "HEATSTREAM_KAFKA__TOPIC_PREFIX": prefix,
-        "HEATSTREAM_KAFKA__PARTITIONS": "2",
-        "HEATSTREAM_APP_ID": prefix.rstrip("."),
-        "HEATSTREAM_INVENTORY": str(inventory),
-        "HEATSTREAM_STREAMS__SESSION_TIMEOUT_S": "6",
-        "HEATSTREAM_STREAMS__ALLOWED_LATENESS_S": "10",
-        "HEATSTREAM_STREAMS__MAX_GAP_S": "5",
-        "HEATSTREAM_STREAMS__LIVENESS_CHECK_S": "0",
-    }
+    app = worker_app(
+        stack.bootstrap,
+        unique_name("wb") + ".",
+        2,
+        big,
+        tmp_path,
+        allowed_lateness_s="10",
+        max_gap_s="5",
+    )
     params = ProcessorParams(windows=WindowParams(allowed_lateness_ms=10_000, max_gap_ms=5_000))
     msgs = messages(seconds=150, inventory=big)
     expected = reference(msgs, params, big)
@@ -235,11 +187,10 @@ def test_worker_holds_a_gateway_of_130_boilers_across_a_sigkill(
     assert whole > 1_048_576
     assert max(len(v) for _, v in proc.rows_of("gw-01")) < 256 * 1024
 
-    raw_topic = prefix + topics.RAW_EVENTS.name
-    windows_topic = prefix + topics.HEAT_WINDOWS.name
+    raw_topic, windows_topic = app.raw, app.topic(topics.HEAT_WINDOWS)
     log = tmp_path / "worker.log"
     datadir = tmp_path / "worker-state"
-    first = start_worker(env, datadir, log)
+    first = start_worker(app.env, datadir, log)
     try:
         asyncio.run(produce(stack.bootstrap, raw_topic, msgs[:100]))  # first windows close at 75 s
         got, _ = asyncio.run(collect(stack.bootstrap, windows_topic, want=130, timeout_s=60))
@@ -249,7 +200,7 @@ def test_worker_holds_a_gateway_of_130_boilers_across_a_sigkill(
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
 
-    second = start_worker(env, datadir, log)
+    second = start_worker(app.env, datadir, log)
     try:
         asyncio.run(produce(stack.bootstrap, raw_topic, msgs[100:]))
         got, _ = asyncio.run(
@@ -257,11 +208,7 @@ def test_worker_holds_a_gateway_of_130_boilers_across_a_sigkill(
         )
         assert second.poll() is None, log.read_text()[-3000:]
     finally:
-        second.send_signal(signal.SIGTERM)
-        try:
-            second.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            second.kill()
+        stop_worker(second)
     text = log.read_text(errors="replace")
     assert "MessageSizeTooLarge" not in text and "Crashed reason" not in text, text[-3000:]
     assert "byte limit of a changelog record" not in text  # no row hit the size guard

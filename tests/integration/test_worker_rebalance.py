@@ -32,17 +32,13 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from heatstream.inventory import inventory_toml, synthetic_inventory
-from heatstream.schemas import topics
+from heatstream.inventory import synthetic_inventory
 from heatstream.schemas.derived import HeatWindow
 from heatstream.schemas.serde import decode_derived, encode
 from heatstream.schemas.telemetry import TelemetryFrame
-from heatstream.settings import KafkaSettings
-from heatstream.stack.provision import create_topics
 from heatstream.streams.processor import ProcessorParams
 from heatstream.streams.windows import WindowParams
 from tests.integration.worker_support import (
-    DERIVED,
     assert_running,
     by_id,
     conflicts,
@@ -54,7 +50,7 @@ from tests.integration.worker_support import (
     stop_worker,
     tail,
     wait_for_ids,
-    worker_env,
+    worker_app,
 )
 
 pytestmark = [
@@ -127,17 +123,17 @@ async def wait_for_log(path: Path, text: str, timeout_s: float) -> bool:
 
 
 def test_a_worker_joining_and_leaving_changes_no_result(stack, tmp_path: Path, unique_name) -> None:
-    prefix = unique_name("rb") + "."
-    kafka = KafkaSettings(bootstrap=stack.bootstrap, topic_prefix=prefix, partitions=PARTITIONS)
-    asyncio.run(create_topics(stack.bootstrap, kafka))
-    inventory = tmp_path / "inventory.toml"
-    inventory.write_text(inventory_toml(INV))
-    env = worker_env(
-        stack.bootstrap, prefix, PARTITIONS, inventory, allowed_lateness_s="10", max_gap_s="5"
+    app = worker_app(
+        stack.bootstrap,
+        unique_name("rb") + ".",
+        PARTITIONS,
+        INV,
+        tmp_path,
+        allowed_lateness_s="10",
+        max_gap_s="5",
     )
+    env, raw_topic, derived = app.env, app.raw, app.derived
     params = ProcessorParams(windows=WindowParams(allowed_lateness_ms=10_000, max_gap_ms=5_000))
-    raw_topic = prefix + topics.RAW_EVENTS.name
-    derived = [prefix + spec.name for spec in DERIVED]
     log_a, log_b = tmp_path / "worker-a.log", tmp_path / "worker-b.log"
 
     async def scenario() -> None:

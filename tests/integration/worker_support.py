@@ -1,6 +1,6 @@
-"""Helpers of the worker fault tests (rebalance, broker pause): run workers, read
-what they produced, and compute what an uninterrupted processing of the same
-raw log produces.
+"""Helpers of the worker tests (SIGKILL recovery, rebalance, broker pause): set up
+an app's topics, run workers, read what they produced, and compute what an
+uninterrupted processing of the same raw log produces.
 
 Derived events are compared by `event_key`: their deterministic id, except
 that a data-quality issue's id names the issue, not the record: a silence (or
@@ -31,10 +31,13 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel
 
-from heatstream.inventory import Inventory
+from heatstream.inventory import Inventory, inventory_toml
 from heatstream.schemas import topics
 from heatstream.schemas.derived import DataQualityIssue, HeatWindow
 from heatstream.schemas.serde import decode_derived, encode
+from heatstream.schemas.topics import TopicSpec, topic_name
+from heatstream.settings import KafkaSettings
+from heatstream.stack.provision import create_topics
 from heatstream.streams.processor import Origin, Processor, ProcessorParams
 
 DERIVED = (
@@ -79,6 +82,42 @@ def worker_env(
     )
     env.update({f"HEATSTREAM_STREAMS__{k.upper()}": v for k, v in streams.items()})
     return env
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerApp:
+    """An app whose topics exist under `kafka.topic_prefix`, and its workers' environment."""
+
+    kafka: KafkaSettings
+    env: dict[str, str]
+
+    def topic(self, spec: TopicSpec) -> str:
+        return topic_name(spec, self.kafka.topic_prefix)
+
+    @property
+    def raw(self) -> str:
+        return self.topic(topics.RAW_EVENTS)
+
+    @property
+    def derived(self) -> list[str]:
+        return [self.topic(spec) for spec in DERIVED]
+
+
+def worker_app(
+    bootstrap: str,
+    prefix: str,
+    partitions: int,
+    inventory: Inventory,
+    directory: Path,
+    **streams: str,
+) -> WorkerApp:
+    """Create the app's topics on `prefix`, write `inventory` to `directory` for its
+    workers, and give their environment (`worker_env`; `streams` as there)."""
+    kafka = KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix, partitions=partitions)
+    asyncio.run(create_topics(bootstrap, kafka))
+    path = directory / "inventory.toml"
+    path.write_text(inventory_toml(inventory))
+    return WorkerApp(kafka, worker_env(bootstrap, prefix, partitions, path, **streams))
 
 
 def start_worker(env: dict[str, str], datadir: Path, log: Path) -> subprocess.Popen[bytes]:
