@@ -204,36 +204,30 @@ def run(sizes: Sizes, only: set[str], results: Results, workdir: Path) -> None:
         if "replay" in only and stack is not None:
             from benchmarks.replay import run_replay, run_replay_command
 
-            fleet = Fleet(recording, sizes.replay_boilers)
-            step(
-                results,
-                "replay",
-                lambda: run_replay_command(
-                    stack.bootstrap,
-                    stack.influx_url,
-                    fleet,
-                    sizes.replay_seconds,
-                    sizes.partitions,
-                    workdir,
-                    children,
-                    run_id,
+            # The command on the default gateway size; worker + sink on the sizes' own.
+            for name, replay, fleet in (
+                ("replay", run_replay_command, Fleet(recording, sizes.replay_boilers)),
+                (
+                    "replay-worker",
+                    run_replay,
+                    Fleet(recording, sizes.replay_boilers, per_gateway=sizes.replay_per_gateway),
                 ),
-            )
-            fleet = Fleet(recording, sizes.replay_boilers, per_gateway=sizes.replay_per_gateway)
-            step(
-                results,
-                "replay-worker",
-                lambda: run_replay(
-                    stack.bootstrap,
-                    stack.influx_url,
-                    fleet,
-                    sizes.replay_seconds,
-                    sizes.partitions,
-                    workdir,
-                    children,
-                    run_id,
-                ),
-            )
+            ):
+                step(
+                    results,
+                    name,
+                    partial(
+                        replay,
+                        stack.bootstrap,
+                        stack.influx_url,
+                        fleet,
+                        sizes.replay_seconds,
+                        sizes.partitions,
+                        workdir,
+                        children,
+                        run_id,
+                    ),
+                )
     finally:
         children.stop_all()
         if stack is not None:

@@ -30,7 +30,7 @@ from benchmarks.broker import Committed, end_offsets, produce, provision
 from benchmarks.procs import Children, Deployment, cpu_s
 from benchmarks.results import Figure
 from benchmarks.worker import crashes
-from benchmarks.workload import GATEWAY_1S, Fleet
+from benchmarks.workload import GATEWAY_1S, Fleet, Message
 from heatstream.schemas.topics import HEAT_WINDOWS, RAW_EVENTS, topic_name
 from heatstream.stack.provision import create_database
 
@@ -59,9 +59,7 @@ def run_replay_command(
         influx_url=influx_url,
         database=f"bench_{run_id}_replaycmd",
     )
-    asyncio.run(provision(bootstrap, dep.prefix, partitions))
-    messages, readings = fleet.messages(GATEWAY_1S, seconds)
-    asyncio.run(produce(bootstrap, topic_name(RAW_EVENTS, dep.prefix), messages))
+    messages, readings = _load(dep, fleet, seconds)
     log = dep.workdir / "replay.log"
     argv = [sys.executable, "-m", "heatstream", "replay", "--database", dep.database or ""]
     t0 = time.perf_counter()
@@ -90,21 +88,17 @@ def run_replay_command(
     inner = float(m.group(3)) if m else wall
     detail = f"{m.group(4)} derived events, {m.group(5)} points written; " if m else ""
     return [
-        Figure(
+        *_speed_figures(
             "replay_speed_x",
-            seconds / wall,
-            "x real time",
-            f"replay {fleet.boilers:,} boilers into InfluxDB + topics",
+            "replay_readings_per_s",
+            seconds,
+            readings,
+            wall,
+            label=f"replay {fleet.boilers:,} boilers into InfluxDB + topics",
             note=f"{how}: {seconds} s of fleet time ({readings:,} readings, {len(messages):,} "
             f"messages) in {wall:.1f} s; {detail}"
             f"{seconds / inner:.1f}x by its own clock ({inner:.1f} s)",
-        ),
-        Figure(
-            "replay_readings_per_s",
-            readings / wall,
-            "readings/s",
-            "replay end to end",
-            "aiokafka_consume_readings_per_s",
+            rate_label="replay end to end",
         ),
         Figure(
             "replay_speed_per_cpu_x",
@@ -136,13 +130,11 @@ def run_replay(
         influx_url=influx_url,
         database=f"bench_{run_id}_replay",
     )
-    asyncio.run(provision(bootstrap, dep.prefix, partitions))
+    messages, readings = _load(dep, fleet, seconds)
     asyncio.run(create_database(influx_url, dep.database or ""))
     raw = topic_name(RAW_EVENTS, dep.prefix)
     windows = topic_name(HEAT_WINDOWS, dep.prefix)
-    messages, readings = fleet.messages(GATEWAY_1S, seconds)
     per_gateway = fleet.per_gateway
-    asyncio.run(produce(bootstrap, raw, messages))
     n = len(messages)
     # The sink commits the raw topic only up to the first frame of a telemetry bucket
     # still open, and the last buckets of a log that stops never close: the messages
@@ -182,22 +174,50 @@ def run_replay(
     children.stop(worker)
     wall = t_end - t0
     without = t_end - (t_first or t0)
+    return _speed_figures(
+        "replay_worker_sink_speed_x",
+        "replay_worker_sink_readings_per_s",
+        seconds,
+        readings,
+        wall,
+        label=f"re-read by worker + sink (fresh group), {fleet.boilers:,} boilers",
+        note=f"{seconds} s of fleet time ({readings:,} readings, {per_gateway} boilers per "
+        f"gateway frame) in {wall:.1f} s wall "
+        f"from spawn; {seconds / without:.1f}x counted from the first commit; "
+        f"worker + sink used {used:.1f} CPU-s",
+        rate_label="re-read by worker + sink end to end (from spawn)",
+    ), crashes(log)
+
+
+def _load(dep: Deployment, fleet: Fleet, seconds: int) -> tuple[list[Message], int]:
+    """Create `dep`'s topics and fill its raw topic with `seconds` of `fleet`'s frames,
+    the log a replay re-reads; those messages and the readings they carry."""
+    asyncio.run(provision(dep.bootstrap, dep.prefix, dep.partitions))
+    messages, readings = fleet.messages(GATEWAY_1S, seconds)
+    asyncio.run(produce(dep.bootstrap, topic_name(RAW_EVENTS, dep.prefix), messages))
+    return messages, readings
+
+
+def _speed_figures(
+    speed_key: str,
+    rate_key: str,
+    seconds: int,
+    readings: int,
+    wall: float,
+    *,
+    label: str,
+    note: str,
+    rate_label: str,
+) -> list[Figure]:
+    """A replay's speed (fleet seconds per wall second) and its readings per second, the
+    latter against the raw consume ceiling."""
     return [
+        Figure(speed_key, seconds / wall, "x real time", label, note=note),
         Figure(
-            "replay_worker_sink_speed_x",
-            seconds / wall,
-            "x real time",
-            f"re-read by worker + sink (fresh group), {fleet.boilers:,} boilers",
-            note=f"{seconds} s of fleet time ({readings:,} readings, {per_gateway} boilers per "
-            f"gateway frame) in {wall:.1f} s wall "
-            f"from spawn; {seconds / without:.1f}x counted from the first commit; "
-            f"worker + sink used {used:.1f} CPU-s",
-        ),
-        Figure(
-            "replay_worker_sink_readings_per_s",
+            rate_key,
             readings / wall,
             "readings/s",
-            "re-read by worker + sink end to end (from spawn)",
+            rate_label,
             "aiokafka_consume_readings_per_s",
         ),
-    ], crashes(log)
+    ]
