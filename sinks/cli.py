@@ -84,6 +84,7 @@ def sink(
     from heatstream.cli import settings_of
     from heatstream.inventory import InventoryError, load_inventory
     from heatstream.kafka_security import KafkaConfigError, check_connection
+    from heatstream.runtime import tune_gc
     from heatstream.sinks.consumer import build_sink
     from heatstream.sinks.errors import SinkError
 
@@ -125,6 +126,7 @@ def sink(
                 loop.add_signal_handler(sig, stop.set)
         await runner.run(stop)
 
+    tune_gc()
     try:
         asyncio.run(main())
     except SinkError as exc:

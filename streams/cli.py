@@ -37,6 +37,7 @@ def worker(
     from heatstream.cli import settings_of
     from heatstream.inventory import InventoryError, load_inventory
     from heatstream.kafka_security import KafkaConfigError, check_connection
+    from heatstream.runtime import tune_gc
     from heatstream.streams.app import build_app
 
     settings = settings_of(ctx)
@@ -59,6 +60,7 @@ def worker(
     except KafkaConfigError as exc:
         _stop("worker", exc)
     level = (loglevel or settings.log_level).lower()
+    tune_gc()
     faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False).execute_from_commandline()
 
 
@@ -106,6 +108,7 @@ def replay(
     from heatstream.influxql import execute
     from heatstream.inventory import InventoryError, load_inventory
     from heatstream.kafka_security import KafkaConfigError
+    from heatstream.runtime import tune_gc
     from heatstream.streams.replay import replay as run_replay
 
     settings = settings_of(ctx)
@@ -154,6 +157,7 @@ def replay(
                 task, total=total, completed=done, rate=f"{stats.readings_per_s:,.0f} readings/s"
             )
 
+        tune_gc()
         try:
             stats = asyncio.run(
                 run_replay(
