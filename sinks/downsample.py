@@ -36,6 +36,7 @@ bucket may be rewritten with the mean of fewer samples than it had.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import NamedTuple
 
 import numpy as np
@@ -46,9 +47,12 @@ from heatstream.sinks.lineprotocol import FieldValue, Point
 MEASUREMENT = "telemetry"
 _FAR_PAST = -(2**62)
 _N = len(CHANNELS)
-_INDEX = {c.name: i for i, c in enumerate(CHANNELS)}
-_LOW = np.array([c.low for c in CHANNELS])
-_HIGH = np.array([c.high for c in CHANNELS])
+_NAMES = [c.name for c in CHANNELS]
+_INDEX = {name: i for i, name in enumerate(_NAMES)}
+_LOW = np.array([c.low for c in CHANNELS])[:, np.newaxis]
+_HIGH = np.array([c.high for c in CHANNELS])[:, np.newaxis]
+# Rows of the integer accumulators: one count per channel, then these two.
+_SAMPLES, _QUARANTINED = _N, _N + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,22 +73,104 @@ class Flushed(NamedTuple):
     first_offset: int
 
 
-@dataclass(slots=True)
-class _Bucket:
-    site: str
-    first_offset: int
-    tainted: bool
-    samples: int = 0
-    quarantined: int = 0
-    sums: np.ndarray = field(default_factory=lambda: np.zeros(_N))
-    counts: np.ndarray = field(default_factory=lambda: np.zeros(_N, dtype=np.int64))
+class _Chunk(NamedTuple):
+    """One frame's accepted samples of one bucket start, summed per boiler."""
+
+    start: int
+    boilers: list[str]
+    sums: np.ndarray  # (_N, boilers): sum of the in-range readings, from 0.0 in frame order
+    ints: np.ndarray  # (_N + 2, boilers): in-range readings per channel, samples, quarantined
+
+
+class _Block:
+    """The open buckets of one gateway that start at the same time, one column each.
+
+    A frame feeds a hundred buckets at once; as columns of a few matrices they
+    are folded in and closed with a handful of array operations. A gateway's
+    frames usually list the same boilers in the same order, so a frame whose
+    boilers are the block's columns is added as a whole (no per-boiler lookup).
+    """
+
+    __slots__ = ("boilers", "column", "first_offset", "ints", "sites", "sums", "tainted")
+
+    def __init__(self) -> None:
+        self.boilers: list[str] = []
+        self.column: dict[str, int] = {}
+        self.sites: list[str] = []
+        self.sums = np.zeros((_N, 0))
+        self.ints = np.zeros((_N + 2, 0), dtype=np.int64)
+        self.first_offset = np.zeros(0, dtype=np.int64)
+        self.tainted = np.zeros(0, dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self.boilers)
+
+    def fold(self, chunk: _Chunk, site: str, offset: int, shadow: bool) -> None:
+        boilers = chunk.boilers
+        if not self.boilers:
+            self._start(boilers, site, offset)
+        if boilers != self.boilers:
+            cols = self._columns(boilers, site, offset)
+            if len(set(cols)) < len(cols):  # a boiler listed twice: its groups in turn
+                np.add.at(self.sums.T, cols, chunk.sums.T)
+                np.add.at(self.ints.T, cols, chunk.ints.T)
+                self.tainted[cols] |= shadow
+                return
+            index: slice | np.ndarray = np.array(cols, dtype=np.intp)
+        else:
+            index = slice(0, len(boilers))
+        # The reference order of float additions: a frame's sum added to the running sum.
+        self.sums[:, index] += chunk.sums
+        self.ints[:, index] += chunk.ints
+        if shadow:
+            self.tainted[index] = True
+
+    def first_offset_to_emit(self) -> int | None:
+        n = len(self.boilers)
+        offsets = self.first_offset[:n][~self.tainted[:n]]
+        return int(offsets.min()) if offsets.size else None
+
+    def _start(self, boilers: list[str], site: str, offset: int) -> None:
+        """A new block's columns: the boilers of the first frame, in its order."""
+        column = dict(zip(boilers, range(len(boilers)), strict=True))
+        if len(column) < len(boilers):
+            return  # a boiler listed twice: left to _columns
+        n = len(boilers)
+        self.boilers, self.column, self.sites = list(boilers), column, [site] * n
+        self.sums = np.zeros((_N, n))
+        self.ints = np.zeros((_N + 2, n), dtype=np.int64)
+        self.first_offset = np.full(n, offset, dtype=np.int64)
+        self.tainted = np.zeros(n, dtype=bool)
+
+    def _columns(self, boilers: list[str], site: str, offset: int) -> list[int]:
+        """The column of every boiler, new ones added at the end."""
+        column = self.column
+        found = [column.get(b, -1) for b in boilers]
+        if -1 not in found:
+            return found
+        new = list(dict.fromkeys(b for b, c in zip(boilers, found, strict=True) if c < 0))
+        first, end = len(self.boilers), len(self.boilers) + len(new)
+        column.update(zip(new, range(first, end), strict=True))
+        self.boilers.extend(new)
+        self.sites.extend([site] * len(new))
+        if end > self.sums.shape[1]:
+            self._grow(max(end, 2 * self.sums.shape[1]))
+        self.first_offset[first:end] = offset
+        return [column[b] for b in boilers]
+
+    def _grow(self, size: int) -> None:
+        extra = size - self.sums.shape[1]
+        self.sums = np.concatenate([self.sums, np.zeros((_N, extra))], axis=1)
+        self.ints = np.concatenate([self.ints, np.zeros((_N + 2, extra), np.int64)], axis=1)
+        self.first_offset = np.concatenate([self.first_offset, np.zeros(extra, np.int64)])
+        self.tainted = np.concatenate([self.tainted, np.zeros(extra, bool)])
 
 
 @dataclass(slots=True)
 class _Gateway:
     watermark: int = _FAR_PAST
     closed_before: int = _FAR_PAST  # buckets starting before this are closed
-    open: dict[tuple[str, int], _Bucket] = field(default_factory=dict)
+    open: dict[int, _Block] = field(default_factory=dict)  # by bucket start
     seen: dict[int, int] = field(default_factory=dict)  # seq -> last bucket start it touched
 
 
@@ -109,98 +195,129 @@ class Downsampler:
 
     def add(self, frame: TelemetryFrame, offset: int, *, shadow: bool = False) -> list[Flushed]:
         """Fold one frame in; return the buckets this closed (shadow: never emitted)."""
-        gw = self._gateways.setdefault(frame.gateway, _Gateway())
+        gw = self._gateways.get(frame.gateway)
+        if gw is None:
+            gw = self._gateways[frame.gateway] = _Gateway()
         if frame.seq in gw.seen:
             self.counters.duplicate_frames += 1
             return []
         self.counters.frames += 1
         t = frame.t_ms
-        starts = t - t % self.params.bucket_ms
-        gw.seen[frame.seq] = int(starts.max())
-        accepted = starts >= gw.closed_before
-        self.counters.late_samples += int(t.size - accepted.sum())
-        if accepted.any():
-            self._fold(gw, frame, starts, accepted, offset, shadow)
-        gw.watermark = max(gw.watermark, int(t.max()))
+        floor = self.params.floor
+        t_max = int(t.max())
+        first, last = floor(int(t.min())), floor(t_max)
+        gw.seen[frame.seq] = last
+        if first >= gw.closed_before:  # the usual case: no sample is late
+            accepted = None
+        elif last < gw.closed_before:
+            accepted = np.zeros(t.size, dtype=bool)
+        else:
+            accepted = t - t % self.params.bucket_ms >= gw.closed_before
+        if accepted is not None:
+            self.counters.late_samples += int(t.size - np.count_nonzero(accepted))
+        if accepted is None or accepted.any():
+            for chunk in self._chunks(frame, accepted, first if first == last else None):
+                block = gw.open.get(chunk.start)
+                if block is None:
+                    block = gw.open[chunk.start] = _Block()
+                block.fold(chunk, frame.site, offset, shadow)
+        gw.watermark = max(gw.watermark, t_max)
         self._partition_watermark = max(self._partition_watermark, gw.watermark)
-        flushed = self._close(
-            frame.gateway, gw, self.params.floor(gw.watermark - self.params.lateness_ms)
-        )
+        flushed = self._close(frame.gateway, gw, floor(gw.watermark - self.params.lateness_ms))
         flushed.extend(self._close_idle())
         return flushed
 
     def open_first_offset(self) -> int | None:
         """The first offset that fed a bucket still to be emitted (None: there is none)."""
         offsets = [
-            b.first_offset
+            block.first_offset_to_emit()
             for gw in self._gateways.values()
-            for b in gw.open.values()
-            if not b.tainted
+            for block in gw.open.values()
         ]
-        return min(offsets, default=None)
+        return min((o for o in offsets if o is not None), default=None)
 
     def open_buckets(self) -> int:
-        return sum(len(gw.open) for gw in self._gateways.values())
+        return sum(len(block) for gw in self._gateways.values() for block in gw.open.values())
 
     # -- internals ---------------------------------------------------------
 
-    def _fold(
-        self,
-        gw: _Gateway,
-        frame: TelemetryFrame,
-        starts: np.ndarray,
-        accepted: np.ndarray,
-        offset: int,
-        shadow: bool,
-    ) -> None:
-        boiler_idx = np.asarray(frame.boiler_idx, dtype=np.int64)[accepted]
-        starts = starts[accepted]
-        slot = (starts - starts.min()) // self.params.bucket_ms
-        key = boiler_idx * (int(slot.max()) + 1) + slot
-        groups, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-        n_groups = groups.size
-        samples = np.bincount(inverse, minlength=n_groups)
-        sums = np.zeros((n_groups, _N))
-        counts = np.zeros((n_groups, _N), dtype=np.int64)
-        quarantined = np.zeros(n_groups, dtype=np.int64)
-        for name, column in frame.columns.items():
-            i = _INDEX[name]
-            values = column[accepted]
-            present = ~np.isnan(values)
-            with np.errstate(invalid="ignore"):
-                in_range = present & (values >= _LOW[i]) & (values <= _HIGH[i])
-            sums[:, i] = np.bincount(
-                inverse, weights=np.where(in_range, values, 0.0), minlength=n_groups
-            )
-            counts[:, i] = np.bincount(inverse, weights=in_range, minlength=n_groups).astype(
-                np.int64
-            )
-            quarantined += np.bincount(
-                inverse, weights=present & ~in_range, minlength=n_groups
-            ).astype(np.int64)
-        self.counters.quarantined_readings += int(quarantined.sum())
-        for g in range(n_groups):
-            boiler = frame.boilers[int(boiler_idx[first[g]])]
-            start = int(starts[first[g]])
-            bucket = gw.open.get((boiler, start))
-            if bucket is None:
-                bucket = gw.open[(boiler, start)] = _Bucket(frame.site, offset, shadow)
-            bucket.tainted = bucket.tainted or shadow
-            bucket.samples += int(samples[g])
-            bucket.quarantined += int(quarantined[g])
-            bucket.sums += sums[g]
-            bucket.counts += counts[g]
+    def _chunks(
+        self, frame: TelemetryFrame, accepted: np.ndarray | None, start: int | None
+    ) -> list[_Chunk]:
+        """The frame's accepted samples summed per (bucket start, boiler).
+
+        `start`: the one bucket every sample is in, if known. Within a group,
+        samples are summed in frame order from 0.0, exactly as a bincount per
+        channel does, so that means do not change by a bit.
+        """
+        bucket_ms = self.params.bucket_ms
+        boiler_idx = np.asarray(frame.boiler_idx, dtype=np.int64)
+        t = frame.t_ms
+        columns = frame.columns
+        if list(columns) == _NAMES:
+            values = np.array(list(columns.values()))
+        else:  # an absent channel adds 0.0 to the sums and nothing to the counts
+            values = np.full((_N, t.size), np.nan)
+            for name, column in columns.items():
+                values[_INDEX[name]] = column
+        if accepted is not None:
+            boiler_idx, t, values = boiler_idx[accepted], t[accepted], values[:, accepted]
+        n = t.size
+        if start is None:
+            starts = t - t % bucket_ms
+            base = int(starts.min())
+            slot = (starts - base) // bucket_ms
+            key = slot * len(frame.boilers) + boiler_idx  # groups ordered by bucket, then boiler
+        else:
+            base, slot, key = start, None, boiler_idx
+
+        with np.errstate(invalid="ignore"):
+            in_range = (values >= _LOW) & (values <= _HIGH)
+        weights = np.where(in_range, values, 0.0)
+        ints = np.empty((_N + 2, n), dtype=np.int64)
+        ints[:_N] = in_range
+        ints[_SAMPLES] = 1
+        ints[_QUARANTINED] = (~np.isnan(values) & ~in_range).sum(axis=0)
+        self.counters.quarantined_readings += int(ints[_QUARANTINED].sum())
+
+        sums: np.ndarray
+        if n == 1 or bool((key[1:] > key[:-1]).all()):
+            # A sample per group, in group order: its sums are 0.0 + its values.
+            sums = weights + 0.0
+            group_boiler, group_slot = boiler_idx, slot
+        else:
+            _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+            g = first.size
+            bins = (np.arange(_N + 2)[:, np.newaxis] * g + inverse.reshape(-1)).reshape(-1)
+            sums = np.bincount(bins[: _N * n], weights=weights.reshape(-1), minlength=_N * g)
+            sums = sums.reshape(_N, g)
+            totals = np.bincount(bins, weights=ints.reshape(-1), minlength=(_N + 2) * g)
+            ints = totals.astype(np.int64).reshape(_N + 2, g)  # small whole numbers: exact
+            group_boiler = boiler_idx[first]
+            group_slot = None if slot is None else slot[first]
+
+        boilers = frame.boilers
+        if group_slot is None:
+            # Groups are in boiler order: all of them is the frame's own list.
+            if group_boiler.size == len(boilers) and _is_range(group_boiler):
+                return [_Chunk(base, boilers, sums, ints)]
+            return [_Chunk(base, [boilers[b] for b in group_boiler.tolist()], sums, ints)]
+        cuts = (np.flatnonzero(np.diff(group_slot)) + 1).tolist()
+        bounds = [0, *cuts, group_slot.size]
+        names = [boilers[b] for b in group_boiler.tolist()]
+        slots = group_slot.tolist()
+        return [
+            _Chunk(base + slots[a] * bucket_ms, names[a:b], sums[:, a:b], ints[:, a:b])
+            for a, b in pairwise(bounds)
+        ]
 
     def _close(self, gateway: str, gw: _Gateway, before: int) -> list[Flushed]:
         if before <= gw.closed_before:
             return []
         gw.closed_before = before
-        out: list[Flushed] = []
-        for key in sorted(k for k in gw.open if k[1] < before):
-            bucket = gw.open.pop(key)
-            if not bucket.tainted:
-                self.counters.buckets_closed += 1
-                out.append(Flushed(_point(key[0], key[1], bucket), gateway, bucket.first_offset))
+        starts = sorted(s for s in gw.open if s < before)
+        out = self._points(gateway, [(s, gw.open.pop(s)) for s in starts]) if starts else []
+        self.counters.buckets_closed += len(out)
         gw.seen = {seq: last for seq, last in gw.seen.items() if last >= before}
         return out
 
@@ -220,13 +337,56 @@ class Downsampler:
                 )
         return out
 
+    @staticmethod
+    def _points(gateway: str, blocks: list[tuple[int, _Block]]) -> list[Flushed]:
+        """The points of closed buckets but tainted ones, by boiler then start."""
+        if len(blocks) == 1:
+            start, block = blocks[0]
+            n = len(block)
+            boilers, sites, starts = block.boilers, block.sites, [start] * n
+            sums, ints = block.sums[:, :n], block.ints[:, :n]
+            first_offset, tainted = block.first_offset[:n], block.tainted[:n]
+            order = sorted(range(n), key=boilers.__getitem__)
+        else:
+            boilers = [b for _, block in blocks for b in block.boilers]
+            sites = [s for _, block in blocks for s in block.sites]
+            starts = [start for start, block in blocks for _ in block.boilers]
+            sums = np.concatenate([block.sums[:, : len(block)] for _, block in blocks], axis=1)
+            ints = np.concatenate([block.ints[:, : len(block)] for _, block in blocks], axis=1)
+            first_offset = np.concatenate([b.first_offset[: len(b)] for _, b in blocks])
+            tainted = np.concatenate([block.tainted[: len(block)] for _, block in blocks])
+            order = sorted(range(len(boilers)), key=lambda i: (boilers[i], starts[i]))
+        emit = np.array(order, dtype=np.intp)
+        if tainted.any():
+            emit = emit[~tainted[emit]]
+            order = emit.tolist()
+        if not order:
+            return []
+        counts = ints[:_N, emit]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            means = (sums[:, emit] / counts).T.tolist()  # float64, as sum[i] / n
+        has = counts > 0
+        complete = bool(has.all())
+        has_rows = None if complete else has.T.tolist()
+        samples = ints[_SAMPLES, emit].tolist()
+        quarantined = ints[_QUARANTINED, emit].tolist()
+        offsets = first_offset[emit].tolist()
+        out: list[Flushed] = []
+        append = out.append
+        for j, i in enumerate(order):
+            fields: dict[str, FieldValue]
+            if has_rows is None:
+                fields = dict(zip(_NAMES, means[j], strict=False))  # both _N long
+            else:
+                row = zip(_NAMES, means[j], has_rows[j], strict=True)
+                fields = {name: mean for name, mean, ok in row if ok}
+            fields["samples"] = samples[j]
+            fields["quarantined"] = quarantined[j]
+            tags = {"boiler": boilers[i], "site": sites[i]}
+            append(Flushed(Point.at_ms(MEASUREMENT, tags, fields, starts[i]), gateway, offsets[j]))
+        return out
 
-def _point(boiler: str, start_ms: int, bucket: _Bucket) -> Point:
-    fields: dict[str, FieldValue] = {}
-    for i, channel in enumerate(CHANNELS):
-        n = int(bucket.counts[i])
-        if n:
-            fields[channel.name] = float(bucket.sums[i] / n)
-    fields["samples"] = bucket.samples
-    fields["quarantined"] = bucket.quarantined
-    return Point.at_ms(MEASUREMENT, {"boiler": boiler, "site": bucket.site}, fields, start_ms)
+
+def _is_range(ascending: np.ndarray) -> bool:
+    """Whether strictly ascending integers are 0, 1, ..., size - 1."""
+    return bool(ascending[0] == 0 and ascending[-1] == ascending.size - 1)
