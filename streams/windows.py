@@ -167,7 +167,9 @@ class WindowEngine:
         if t_ms.size:
             buf.times.append(t_ms)
             buf.values.append(values)
-            self.appended.setdefault(buf.gateway, []).append(
+            # Under the gateway that sent them (the boiler's owner), even if the
+            # buffer was opened under another before the inventory moved it.
+            self.appended.setdefault(gateway, []).append(
                 Appended([boiler], [t_ms.size], t_ms, values)
             )
             # New samples can make a window closable under an unchanged
