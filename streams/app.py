@@ -4,9 +4,10 @@ The agent reads raw messages as bytes (decoding is the core's job, so that a
 malformed message becomes a dead letter instead of a crashed stream), hands
 them to the partition's `Processor` and sends what it returns. State lives in
 one RocksDB-backed table, co-partitioned with the raw topic (whose key is the
-gateway id), in small rows: one per gateway and one per group of a few of its
-boilers (see `Processor.dirty_rows`), so that no changelog record grows with
-the fleet behind a gateway. After each batch of messages, once what they
+gateway id), in small rows: one per gateway, one per group of a few of its
+boilers, and delta rows of the samples taken since those were written (see
+`Processor.dirty_rows`), so that no changelog record grows with the fleet
+behind a gateway and a live frame costs about two records. After each batch of messages, once what they
 emitted is acknowledged, the rows the batch changed are written back, so a
 worker killed at any point recovers a state no newer than its acknowledged
 outputs. Adding worker

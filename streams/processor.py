@@ -71,10 +71,15 @@ log = logging.getLogger(__name__)
 #: construction: a boiler holds at most lateness + window + 2 x max gap of its
 #: samples and bounded detector state, a row at most `boilers_per_row` boilers.
 MAX_ROW_BYTES = 900 * 1024
-ROW_VERSION = 2
+#: Version of the rows written. 3 added delta rows and the manifest's count of
+#: them: code that knows only 2 would silently ignore them (and lose samples),
+#: so it must refuse these rows instead. Rows of version 2 are still read.
+ROW_VERSION = 3
+READABLE_VERSIONS = frozenset({2, 3})
 #: Delta rows a gateway may have before its group rows are all written whole
-#: again. Windows closing (once a minute) rewrite them anyway; this bounds the
-#: rows read back on a restart when frames come faster than that.
+#: again. Windows closing (once a minute) usually rewrite them first; this bounds
+#: the rows read back on a restart when they do not (a boiler gone silent closes
+#: no window, so its group's row is not rewritten).
 MAX_DELTAS = 64
 
 
@@ -478,18 +483,17 @@ class Processor:
     #     encoded again only when they change).
     # b"d:<gateway>.<generation>.<n>": the samples the gateway's boilers took
     #     since the last write-back, for boilers whose group row is not
-    #     written whole in it (nothing else of them changed: no window closed,
-    #     no sample dropped, no compute event). The manifest counts the deltas
-    #     and, per group, the first delta its row does not already hold. When
-    #     every group row holds every delta, or after MAX_DELTAS (then every
-    #     group row is written whole), the count starts again at 0 in the other
-    #     generation.
+    #     written whole in it (no window of theirs closed, no sample dropped,
+    #     no compute event). The manifest counts the deltas and, per group, the
+    #     first delta its row does not already hold. When every group row
+    #     holds every delta, or after MAX_DELTAS (then every group row is
+    #     written whole), the count starts again at 0 in the other generation.
     # A group's row is written to the slot its current row is not in, a delta
     # to the index after the last one counted, and the gateway row, written
     # after them, names the new slots and count: a write cut short (a worker
-    # killed mid-batch) leaves the manifest pointing at rows of one batch,
-    # never at a mix of batches, so that replaying the batch from the
-    # committed offset stays exact. All the rows of a processor belong to its
+    # killed mid-batch) leaves the manifest naming the consistent set of rows
+    # of the previous complete write-back, so that replaying the batch from
+    # the committed offset stays exact. Rows are versioned (ROW_VERSION). All the rows of a processor belong to its
     # partition: boilers go with the gateway that owns them, which keys the raw
     # messages.
 
@@ -509,9 +513,10 @@ class Processor:
             self._import_v1(gateway, legacy)
             return True
         state = pickle.loads(blob)
-        if state.get("v") != ROW_VERSION:
+        if state.get("v") not in READABLE_VERSIONS:
             raise ValueError(
-                f"gateway row of {gateway!r} has version {state.get('v')!r}, not {ROW_VERSION}"
+                f"gateway row of {gateway!r} has version {state.get('v')!r}; this worker "
+                f"reads versions {sorted(READABLE_VERSIONS)}"
             )
         self.sequences[gateway] = SequenceTracker.from_state(state["seq"])
         self.liveness = _with_liveness_row(
@@ -523,14 +528,17 @@ class Processor:
         loaded: list[str] = []
         deltas = DeltaLog.from_state(state.get("deltas"))
         row_of: dict[str, str] = {}  # boiler -> first boiler of the row it was loaded from
+        groups = {members[0]: set(members) for members in self._groups[gateway]}
+        regrouped = bool(set(state["rows"]) - set(groups))
         for first, slot in state["rows"].items():
             row = get(boilers_key(first, slot))
             if row is None:
                 continue
             version, boilers = pickle.loads(row)
-            if version != ROW_VERSION:
+            if version not in READABLE_VERSIONS:
                 raise ValueError(
-                    f"row of boilers from {first!r} has version {version!r}, not {ROW_VERSION}"
+                    f"row of boilers from {first!r} has version {version!r}; this worker "
+                    f"reads versions {sorted(READABLE_VERSIONS)}"
                 )
             mine = []
             for boiler, (buffer, core) in boilers.items():
@@ -544,13 +552,14 @@ class Processor:
                 mine.append(boiler)
             loaded.extend(mine)
             row_of.update(dict.fromkeys(mine, first))
+            # A group that kept its first boiler may still have changed members.
+            regrouped = regrouped or not set(mine) <= groups.get(first, set())
         for index in range(deltas.count):
             self._import_delta(gateway, deltas, index, row_of, get)
-        current = {members[0] for members in self._groups[gateway]}
-        self._slots[gateway] = {f: s for f, s in state["rows"].items() if f in current}
-        deltas.since = {f: i for f, i in deltas.since.items() if f in current}
+        self._slots[gateway] = {f: s for f, s in state["rows"].items() if f in groups}
+        deltas.since = {f: i for f, i in deltas.since.items() if f in groups}
         self._deltas[gateway] = deltas
-        if set(state["rows"]) - current:
+        if regrouped:
             # The inventory regrouped the gateway's boilers since: write them all
             # again in their new groups (the manifest then forgets the old rows).
             self._dirty_boilers.update(loaded)
@@ -576,18 +585,26 @@ class Processor:
             )
             return
         version, names, counts, t_bytes, v_bytes = pickle.loads(row)
-        if version != ROW_VERSION:
+        if version not in READABLE_VERSIONS:
             raise ValueError(
-                f"delta row {index} of gateway {gateway!r} has version {version!r}, "
-                f"not {ROW_VERSION}"
+                f"delta row {index} of gateway {gateway!r} has version {version!r}; this "
+                f"worker reads versions {sorted(READABLE_VERSIONS)}"
             )
         times = np.frombuffer(t_bytes, dtype=np.int64)
         values = np.frombuffer(v_bytes, dtype=np.float64).reshape(N_ROWS, times.size)
         ends = np.cumsum(counts).tolist()
         for boiler, lo, hi in zip(names, [0, *ends[:-1]], ends, strict=True):
             first = row_of.get(boiler)
-            if first is not None and index >= deltas.since.get(first, 0):
-                self.engine.load_appended(boiler, times[lo:hi], values[:, lo:hi])
+            if first is None or index < deltas.since.get(first, 0):
+                continue  # not this gateway's any more, or its row holds them
+            if not self.engine.load_appended(boiler, times[lo:hi], values[:, lo:hi]):
+                log.error(
+                    "delta row %d of gateway %s holds samples of %s, whose row has no "
+                    "window buffer: they are not restored",
+                    index,
+                    gateway,
+                    boiler,
+                )
 
     def dirty_rows(self) -> list[tuple[bytes, bytes]]:
         """The rows changed since the last call, as (key, value), to write back in this
@@ -647,8 +664,10 @@ class Processor:
         if row is None:
             return False
         if len(row) > MAX_ROW_BYTES:
-            # Cannot happen with sane parameters (see MAX_ROW_BYTES); the
-            # group keeps its previous row rather than kill the producer.
+            # Cannot happen with sane parameters (see MAX_ROW_BYTES). Rather than
+            # kill the producer, the group is left out of the manifest: after a
+            # restart its boilers start afresh (and its stale row and deltas do
+            # not hold back the deltas' reset).
             log.error(
                 "state row of gateway %s, boilers %s, is %d bytes, over the %d-byte "
                 "limit of a changelog record: not written, their state will not "
@@ -658,6 +677,8 @@ class Processor:
                 len(row),
                 MAX_ROW_BYTES,
             )
+            slots.pop(members[0], None)
+            self._deltas[gateway].since.pop(members[0], None)
             return False
         first = members[0]
         slots[first] = 1 - slots[first] if first in slots else 0
@@ -666,7 +687,9 @@ class Processor:
 
     def rows_of(self, gateway: str) -> list[tuple[bytes, bytes]]:
         """Every row of a gateway as it stands (changed or not), whole (no deltas),
-        without marking anything written: for inspection and measurement."""
+        without marking anything written: for inspection and measurement. Not a
+        table to continue from with `dirty_rows`, whose next deltas would follow
+        rows this does not write."""
         slots = self._slots.get(gateway, {})
         rows = []
         for members in self._groups[gateway]:

@@ -49,6 +49,10 @@ N_ROWS = N_CHANNELS + 1
 QUARANTINE_ROW = N_CHANNELS
 CHANNEL_INDEX = {name: i for i, name in enumerate(CHANNEL_NAMES)}
 MAX_EMPTY_WINDOWS = 1440
+#: Runs of appended samples kept per gateway for the owner (see `appended`).
+#: Past this, they are dropped and their boilers marked changed as a whole: an
+#: owner that never takes them (a replay) holds no more than this.
+MAX_APPENDED_RUNS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,9 +173,7 @@ class WindowEngine:
             buf.values.append(values)
             # Under the gateway that sent them (the boiler's owner), even if the
             # buffer was opened under another before the inventory moved it.
-            self.appended.setdefault(gateway, []).append(
-                Appended([boiler], [t_ms.size], t_ms, values)
-            )
+            self._record(gateway, Appended([boiler], [t_ms.size], t_ms, values))
             # New samples can make a window closable under an unchanged
             # watermark (a boiler waiting for data after a silence).
             self._due.add(buf.gateway)
@@ -188,8 +190,9 @@ class WindowEngine:
     ) -> list[Accepted]:
         """Add a frame's samples grouped by boiler: those of `boilers[k]` are columns
         `bounds[k]:bounds[k + 1]` of `t_ms` and `values`. The same as one `add` per
-        boiler, in one pass when every boiler has a buffer and nothing is late (a
-        live frame); returns what became of the boilers that had late samples."""
+        boiler, in one pass when every boiler has a buffer opened by this gateway
+        and nothing is late (a live frame); returns what became of the boilers
+        that had late samples."""
         bufs = [self.boilers.get(boiler) for boiler in boilers]
         known = [buf for buf in bufs if buf is not None]
         if len(known) == len(bufs) and {buf.gateway for buf in known} == {gateway}:
@@ -200,8 +203,8 @@ class WindowEngine:
                     buf.times.append(t_ms[lo:hi])
                     buf.values.append(values[:, lo:hi])
                 lo, hi = bounds[0], bounds[-1]
-                self.appended.setdefault(gateway, []).append(
-                    Appended(boilers, counts.tolist(), t_ms[lo:hi], values[:, lo:hi])
+                self._record(
+                    gateway, Appended(list(boilers), counts.tolist(), t_ms[lo:hi], values[:, lo:hi])
                 )
                 self._due.add(gateway)
                 return []
@@ -212,6 +215,14 @@ class WindowEngine:
             if accepted.late:
                 out.append(accepted)
         return out
+
+    def _record(self, gateway: str, run: Appended) -> None:
+        runs = self.appended.setdefault(gateway, [])
+        runs.append(run)
+        if len(runs) > MAX_APPENDED_RUNS:
+            for dropped in runs:
+                self.changed.update(dropped.boilers)
+            del self.appended[gateway]
 
     def _put(self, boiler: str, buf: BoilerBuffer) -> None:
         old = self.boilers.get(boiler)
@@ -353,8 +364,8 @@ class WindowEngine:
     def load_appended(self, boiler: str, t: np.ndarray, v: np.ndarray) -> bool:
         """Append samples saved from `appended` to a restored buffer (False: no buffer).
 
-        Equivalent to the `add` calls that appended them: a buffer's chunks are
-        merged by a stable sort on time, so order within equal times is kept."""
+        Equivalent to the `add` calls that appended them: the buffer gets the same
+        chunks in the same order."""
         buf = self.boilers.get(boiler)
         if buf is None:
             return False

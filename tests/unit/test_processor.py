@@ -26,7 +26,7 @@ from heatstream.streams.processor import (
     Processor,
     ProcessorParams,
 )
-from heatstream.streams.windows import WindowParams
+from heatstream.streams.windows import MAX_APPENDED_RUNS, WindowParams
 
 T0 = 1_768_435_200_000
 INV = synthetic_inventory(boilers=4, sites=2)  # gw-01: boiler-0001, -0003; gw-02: -0002, -0004
@@ -524,6 +524,79 @@ def test_rows_with_deltas_continue_identically_after_a_restart(params, cut: int)
     _restart_matches(INV, params, msgs, cut, batch=1)
 
 
+def test_samples_never_taken_by_a_write_back_stay_bounded() -> None:
+    """A processor whose rows are never written (a replay) must not keep every
+    sample it saw: past MAX_APPENDED_RUNS frames, its boilers are marked changed
+    as a whole instead."""
+    proc = Processor(INV, PARAMS)
+    feed(proc, stream(seconds=10 * 60, per_frame=1))
+    assert all(len(runs) <= MAX_APPENDED_RUNS for runs in proc.engine.appended.values())
+    assert {"boiler-0001", "boiler-0003"} <= proc.engine.changed
+
+
+@pytest.mark.parametrize("batch", [1, MAX_APPENDED_RUNS + 36])
+def test_long_batches_write_whole_rows_and_continue_identically(batch: int) -> None:
+    msgs = stream(seconds=400, per_frame=1)
+    _restart_matches(INV, PARAMS, msgs, cut=250, batch=batch)
+
+
+def test_a_group_row_too_large_to_write_leaves_the_manifest(monkeypatch, caplog) -> None:
+    """A row over the record limit is not written: the group leaves the manifest
+    (its boilers start afresh after a restart, as the error says) and the deltas
+    still start again after MAX_DELTAS instead of growing for ever."""
+    params = ProcessorParams(
+        windows=WindowParams(window_ms=600_000, allowed_lateness_ms=20_000, max_gap_ms=5_000),
+        boilers_per_row=1,
+    )
+    original = Processor._group_row
+    grown: set[str] = set()
+
+    def oversized(self, members):
+        row = original(self, members)
+        return row + b"x" * MAX_ROW_BYTES if members[0] in grown and row else row
+
+    monkeypatch.setattr(Processor, "_group_row", oversized)
+    proc = Processor(INV, params)
+    msgs = stream(seconds=30 + 3 * MAX_DELTAS, per_frame=1)
+    feed(proc, msgs[:30])
+    assert "boiler-0003" in pickle.loads(dict(proc.dirty_rows())[b"g:gw-01"])["rows"]
+    grown.add("boiler-0003")  # from now on its row is too large to write
+    counts = []
+    for msg in msgs[30:]:
+        feed(proc, [msg])
+        manifest = pickle.loads(dict(proc.dirty_rows())[b"g:gw-01"])
+        counts.append(manifest["deltas"]["n"])
+    assert "boiler-0003" not in manifest["rows"]
+    assert max(counts) == MAX_DELTAS  # reached, then started again
+    assert counts[-1] < MAX_DELTAS
+    assert "over the" in caplog.text and "boiler-0003" in caplog.text
+
+
+def test_rows_of_the_previous_version_are_read_and_newer_ones_refused() -> None:
+    msgs = two_gateways()
+    straight = feed(Processor(INV, PARAMS), msgs)
+    table = Table()
+    part1 = run_worker_like(Processor(INV, PARAMS), msgs[:141], table, batch=141)
+    # As the previous version wrote them: version 2, no delta rows, no count.
+    old = Table()
+    for key, value in table.items():
+        if key.startswith(b"g:"):
+            state = pickle.loads(value)
+            assert state["deltas"]["n"] == 0  # a write-back after windows closed
+            state["v"] = 2
+            del state["deltas"]
+            old[key] = pickle.dumps(state)
+        elif key.startswith(b"b:"):
+            old[key] = pickle.dumps((2, pickle.loads(value)[1]))
+    part2 = run_worker_like(Processor(INV, PARAMS), msgs, old, start=141)
+    assert [encode(e.event) for e in part1 + part2] == [encode(e.event) for e in straight]
+    newer = Table()
+    state = pickle.loads(table[b"g:gw-01"])
+    newer[b"g:gw-01"] = pickle.dumps({**state, "v": 4})
+    with pytest.raises(ValueError, match=r"version 4; this worker reads versions \[2, 3\]"):
+        Processor(INV, PARAMS).import_rows("gw-01", newer.get)
+
+
 def test_boilers_share_rows_in_groups() -> None:
     inv = synthetic_inventory(boilers=20, sites=1)  # one gateway: groups of 8, 8 and 4
     proc = Processor(inv, PARAMS)
@@ -595,13 +668,30 @@ def test_windows_of_a_silent_gateway_closed_by_another_are_written_back() -> Non
     assert {b"b:boiler-0002", b"g:gw-02"} <= keys  # gw-02's group, and its gateway row
 
 
-def test_rows_written_before_the_inventory_regrouped_boilers_still_load() -> None:
+@pytest.mark.parametrize(
+    ("reordered", "firsts"),
+    [
+        # rows [2, 1] [4, 3]: none of the old keys
+        (
+            ("boiler-0002", "boiler-0001", "boiler-0004", "boiler-0003"),
+            ("boiler-0002", "boiler-0004"),
+        ),
+        # rows [1, 4] [3, 2]: the same keys, other members
+        (
+            ("boiler-0001", "boiler-0004", "boiler-0003", "boiler-0002"),
+            ("boiler-0001", "boiler-0003"),
+        ),
+    ],
+    ids=["new_keys", "same_keys"],
+)
+def test_rows_written_before_the_inventory_regrouped_boilers_still_load(
+    reordered: tuple[str, ...], firsts: tuple[str, ...]
+) -> None:
     # One gateway of 4 boilers in rows of 2: [1, 2] [3, 4]; the inventory then
-    # lists them 2, 1, 4, 3: rows [2, 1] [4, 3], none of the old keys.
+    # lists them in another order.
     params = replace(PARAMS, boilers_per_row=2)
     inv = synthetic_inventory(boilers=4, sites=1)
     (gw,) = inv.gateways
-    reordered = ("boiler-0002", "boiler-0001", "boiler-0004", "boiler-0003")
     regrouped = Inventory(
         sites=inv.sites,
         boilers=inv.boilers,
@@ -619,8 +709,9 @@ def test_rows_written_before_the_inventory_regrouped_boilers_still_load() -> Non
     part1 = run_worker_like(Processor(inv, params), msgs[:90], table)
     assert set(pickle.loads(table[b"g:gw-01"])["rows"]) == {"boiler-0001", "boiler-0003"}
     part2 = run_worker_like(Processor(regrouped, params), msgs[:91], table, start=90)
-    assert pickle.loads(table[b"g:gw-01"])["rows"] == {"boiler-0002": 0, "boiler-0004": 0}
-    assert pickle.loads(table[b"g:gw-01"])["deltas"]["n"] == 0  # every row written whole
+    manifest = pickle.loads(table[b"g:gw-01"])
+    assert set(manifest["rows"]) == set(firsts)
+    assert manifest["deltas"]["n"] == 0  # every row written whole in its new group
     part3 = run_worker_like(Processor(regrouped, params), msgs, table, start=91)
     assert [encode(e.event) for e in part1 + part2 + part3] == [encode(e.event) for e in straight]
 
