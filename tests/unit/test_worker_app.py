@@ -1,0 +1,20 @@
+"""The Faust app's wiring that no integration test sees: options of its table store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from heatstream.inventory import synthetic_inventory
+from heatstream.settings import load_settings
+from heatstream.streams.app import build_app
+
+
+def test_state_store_memtables_are_small(tmp_path: Path) -> None:
+    # Faust's default memtables (3 x 64 MiB per partition) take half an hour to fill
+    # with live delta rows, and the worker's memory grows all that time.
+    settings = load_settings(stack={"data_dir": tmp_path, "kafka_port": 0, "influx_port": 0})
+    app = build_app(settings, synthetic_inventory(boilers=4, sites=2), datadir=tmp_path)
+    (table,) = app.tables.values()
+    options = table._new_store().rocksdb_options
+    assert options.write_buffer_size == 2 * 2**20
+    assert options.max_write_buffer_number == 2
