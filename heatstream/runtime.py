@@ -8,10 +8,12 @@ import gc
 #: worker holds millions of small, long-lived objects (windows, detector state)
 #: that reference counting frees and that form no cycles, so each collection
 #: mostly re-walks survivors: with 10,000 boilers the default cost the worker
-#: 15-35 % of its throughput (benchmarks/worker.py, A/B on the same machine).
-#: Young objects are still collected every 100,000 allocations, older ones less
-#: often, so cycles (asyncio's exceptions and tracebacks) are still reclaimed.
-GC_THRESHOLDS = (100_000, 50, 100)
+#: 13-29 % of its readings per CPU-second (benchmarks/worker.py, A/B on the same
+#: machine). Young objects are still collected every 100,000 allocations and
+#: the oldest generation as often as CPython's own rules allow, so cycles
+#: (asyncio's exceptions and tracebacks) are reclaimed: the 10-minute soak test
+#: holds the worker's memory flat.
+GC_THRESHOLDS = (100_000, 20, 10)
 
 
 def tune_gc() -> None:
