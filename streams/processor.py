@@ -629,19 +629,18 @@ class Processor:
             samples = appended.get(gateway)
             if samples and deltas.count >= MAX_DELTAS:
                 whole = set(range(len(self._groups[gateway])))
-            written: set[str] = set()  # boilers whose row is written whole
-            for index in sorted(whole):
-                members = self._groups[gateway][index]
-                if self._write_group(gateway, members, slots, rows):
-                    written.update(members)
+            rewritten = [
+                members
+                for members in (self._groups[gateway][index] for index in sorted(whole))
+                if self._write_group(gateway, members, slots, rows)
+            ]
             if samples:
-                delta = _delta_row(samples, written)
+                delta = _delta_row(samples, {b for members in rewritten for b in members})
                 if delta is not None:
                     rows.append((delta_key(gateway, deltas.generation, deltas.count), delta))
                     deltas.count += 1
-            for boiler in written:
-                if boiler in slots:  # the first of its group
-                    deltas.since[boiler] = deltas.count
+            for members in rewritten:
+                deltas.since[members[0]] = deltas.count
             if deltas.count and all(deltas.since.get(f, 0) >= deltas.count for f in slots):
                 # Every row holds every delta: start again, in the other generation.
                 self._deltas[gateway] = DeltaLog(generation=1 - deltas.generation)
