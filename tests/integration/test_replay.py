@@ -19,7 +19,6 @@ from pathlib import Path
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from heatstream.influxql import execute, query
 from heatstream.inventory import inventory_toml
@@ -28,6 +27,7 @@ from heatstream.settings import KafkaSettings
 from heatstream.stack.provision import create_topics
 from heatstream.streams.replay import replay
 from tests.integration.test_worker import INV, PARTITIONS, messages, produce
+from tests.integration.worker_support import read_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -65,24 +65,10 @@ def hostile_log() -> list[tuple[bytes, bytes]]:
 
 
 async def read_all(bootstrap: str, names: list[str]) -> dict[str, list[bytes]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
+    """The values of every record of these topics, by topic."""
     out: dict[str, list[bytes]] = {n: [] for n in names}
-    try:
-        await consumer.topics()
-        parts = [
-            TopicPartition(n, p) for n in names for p in consumer.partitions_for_topic(n) or []
-        ]
-        consumer.assign(parts)
-        await consumer.seek_to_beginning(*parts)
-        idle = 0
-        while idle < 4:
-            batch = await consumer.getmany(timeout_ms=500)
-            idle = 0 if batch else idle + 1
-            for tp, records in batch.items():
-                out[tp.topic].extend(r.value for r in records)
-    finally:
-        await consumer.stop()
+    for record in await read_topics(bootstrap, names, idle_polls=5):  # 2 s without records
+        out[record.topic].append(record.value)
     return out
 
 
