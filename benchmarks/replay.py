@@ -7,8 +7,8 @@ replay) to the end:
 * `heatstream replay` (`streams/replay.py`): one process reading the raw topic
   from offset 0 through the processor, publishing the derived events under
   another prefix and writing the points (derived and downsampled telemetry)
-  to InfluxDB. Timed to its exit; it stops after 1.5 s without new messages,
-  which the figure includes.
+  to InfluxDB. Timed to its exit; it stops as soon as it has read the log as
+  it stood when it started (no wait for the topic to fall silent).
 * the live path re-reading the log: a `heatstream worker` and a `heatstream
   sink` with a fresh app id (default options), started together; the clock runs until
 the worker's group has committed the whole raw topic and the sink's group has

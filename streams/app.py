@@ -40,9 +40,9 @@ from heatstream.schemas.topics import (
 )
 from heatstream.settings import Settings
 from heatstream.streams.health import WorkerHealth
+from heatstream.streams.params import processor_params  # still importable from here
 from heatstream.streams.probes import LatencySensor, consumer_lag
-from heatstream.streams.processor import Origin, Processor, ProcessorParams
-from heatstream.streams.windows import WindowParams
+from heatstream.streams.processor import Origin, Processor
 
 log = logging.getLogger(__name__)
 
@@ -55,19 +55,6 @@ BATCH_WITHIN_S = 0.2
 #: and the worker's memory grew all that time; 2 MiB ones fill in about a minute
 #: and bound the memtables at 4 MiB a partition.
 ROCKSDB_OPTIONS = {"write_buffer_size": 2 * 2**20, "max_write_buffer_number": 2}
-
-
-def processor_params(settings: Settings) -> ProcessorParams:
-    s = settings.streams
-    return ProcessorParams(
-        windows=WindowParams(
-            window_ms=s.window_s * 1000,
-            allowed_lateness_ms=s.allowed_lateness_s * 1000,
-            max_gap_ms=int(s.max_gap_s * 1000),
-            offline_hold_ms=s.offline_hold_s * 1000,
-        ),
-        gateway_silent_ms=s.gateway_silent_s * 1000,
-    )
 
 
 def broker_url(settings: Settings) -> str:

@@ -96,8 +96,10 @@ def replay(
 
     Runs the stream processor's code with fresh state over each partition of the
     raw topic in log order, so the result equals what the live worker produced
-    (byte for byte, after ordering), and prints what it did. Use it after fixing
-    a computation, after losing InfluxDB, or to check a deployment.
+    (byte for byte, after ordering), and prints what it did. It reads the log up to
+    its end when the command starts, then exits: messages published meanwhile are
+    not waited for. Use it after fixing a computation, after losing InfluxDB, or to
+    check a deployment.
     """
     import asyncio
 
@@ -109,6 +111,7 @@ def replay(
     from heatstream.inventory import InventoryError, load_inventory
     from heatstream.kafka_security import KafkaConfigError
     from heatstream.runtime import tune_gc
+    from heatstream.streams.replay import ReplayStalled
     from heatstream.streams.replay import replay as run_replay
 
     settings = settings_of(ctx)
@@ -169,7 +172,7 @@ def replay(
                     on_progress=on_progress,
                 )
             )
-        except KafkaConfigError as exc:
+        except (KafkaConfigError, ReplayStalled) as exc:
             _stop("replay", exc)
     console.print(
         f"replayed {stats.messages:,} messages ({stats.readings:,} readings) in {stats.wall_s:.1f} s"
@@ -181,6 +184,6 @@ def replay(
 
 
 def _stop(command: str, exc: Exception) -> NoReturn:
-    """Refused credentials or contradictory Kafka settings: say why, exit 1 (no traceback)."""
+    """Refused credentials, bad Kafka settings or a stalled log: say why, exit 1 (no traceback)."""
     typer.secho(f"heatstream {command}: {exc}", fg=typer.colors.RED, err=True)
     raise typer.Exit(1) from exc

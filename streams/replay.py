@@ -1,12 +1,14 @@
 """Replay: rebuild every derived event and InfluxDB measurement from the raw log.
 
-Reads the raw topic from offset 0 up to its end at the time of the call, feeds
-each partition's messages in order to a fresh `Processor` (the same code the
-worker runs), and sends what comes out to the derived topics (optionally under
-another prefix, to compare with the live ones) and/or straight to InfluxDB
-through the sink's point mapping and writer. Because the processor depends only
-on the order of the log, the result equals what the live worker produced, and
-because points are idempotent, writing them again overwrites rather than adds.
+Reads the raw topic from offset 0 up to its end at the time of the call, and
+returns once it has read that far (messages published meanwhile are not waited
+for). Each partition's messages go in order to a fresh `Processor` (the same
+code the worker runs); what comes out goes to the derived topics (optionally
+under another prefix, to compare with the live ones) and/or straight to
+InfluxDB through the sink's point mapping and writer. Because the processor
+depends only on the order of the log, the result equals what the live worker
+produced, and because points are idempotent, writing them again overwrites
+rather than adds.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from heatstream.errors import HeatstreamError
 from heatstream.inventory import Inventory
 from heatstream.kafka_security import client_kwargs, start_client
 from heatstream.schemas.errors import EventError
@@ -31,10 +34,31 @@ from heatstream.sinks.lineprotocol import Point, encode_points, precision_for
 from heatstream.sinks.options import SinkOptions
 from heatstream.sinks.points import points_of
 from heatstream.sinks.writers import build_writer
-from heatstream.streams.app import processor_params
+from heatstream.streams.params import processor_params
 from heatstream.streams.processor import Origin, Processor
 
 WRITE_BATCH = 5000
+#: Records taken from the consumer at a time: bounds the work between two
+#: progress reports and flushes.
+FETCH_MAX_RECORDS = 20_000
+#: Seconds in which no partition short of its end moves forward before the
+#: replay gives up: a broker that stops serving fetches must not hang it.
+STALL_S = 30.0
+
+
+class ReplayStalled(HeatstreamError, RuntimeError):
+    """The raw log stopped coming before the replay reached the end it started with."""
+
+    def __init__(self, topic: str, behind: dict[int, tuple[int, int]]) -> None:
+        self.topic = topic
+        self.behind = behind  # partition -> (position, end offset at the start)
+        where = ", ".join(
+            f"partition {p} at offset {pos} of {end}" for p, (pos, end) in sorted(behind.items())
+        )
+        super().__init__(
+            f"no record from {topic} for {STALL_S:.0f} s, short of its end at the start: {where}; "
+            "check that the broker is up and serves these partitions"
+        )
 
 
 @dataclass(slots=True)
@@ -138,14 +162,17 @@ async def replay(
             ]
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
-        idle = 0
+        # The log as it stands now is what is replayed: records produced meanwhile
+        # may come in the same fetches and be processed too, but are never waited for.
+        ends = await consumer.end_offsets(parts)
+        total = sum(ends.values())
+        positions = {tp: await consumer.position(tp) for tp in parts}
+        todo = {tp for tp in parts if positions[tp] < ends[tp]}
         pending: list[asyncio.Future] = []  # type: ignore[type-arg]
-        while idle < 3:
-            batch = await consumer.getmany(timeout_ms=500, max_records=20_000)
+
+        async def handle(batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
             if not batch:
-                idle += 1
-                continue
-            idle = 0
+                return
             for tp, records in sorted(batch.items(), key=lambda kv: kv[0].partition):
                 proc = processors.setdefault(tp.partition, Processor(inventory, params))
                 sampler = samplers.setdefault(tp.partition, Downsampler(sample_params))
@@ -171,11 +198,32 @@ async def replay(
                 await flush_points()
             if len(pending) > 10_000:
                 await asyncio.gather(*pending)
-                pending = []
+                pending.clear()
             stats.readings = sum(p.counters.readings for p in processors.values())
             if on_progress is not None:
                 stats.wall_s = time.monotonic() - started
-                on_progress(stats, sum(consumer.highwater(tp) or 0 for tp in parts), stats.messages)
+                on_progress(stats, total, stats.messages)
+
+        moved = time.monotonic()
+        while todo:
+            batch = await consumer.getmany(timeout_ms=500, max_records=FETCH_MAX_RECORDS)
+            await handle(batch)
+            now = {tp: await consumer.position(tp) for tp in todo}
+            if any(now[tp] != positions[tp] for tp in todo):  # only partitions short of their end
+                moved = time.monotonic()
+            positions.update(now)
+            todo = {tp for tp in todo if positions[tp] < ends[tp]}
+            if todo and time.monotonic() - moved > STALL_S:
+                raise ReplayStalled(
+                    raw_topic, {tp.partition: (positions[tp], ends[tp]) for tp in todo}
+                )
+        # Some brokers (Tansu 0.6, the embedded one) report as a partition's end the
+        # base offset of its last record batch + 1, short of the real end. A fetch
+        # returns whole batches, so once the position has passed that end the rest of
+        # the last batch is already in the consumer's buffer, but `max_records` may
+        # have split it: take everything buffered (no limit, no wait). With true end
+        # offsets this finds nothing, or only records produced since the start.
+        await handle(await consumer.getmany(timeout_ms=0))
         await flush_points(last=True)
         if pending:
             await asyncio.gather(*pending)

@@ -5,27 +5,36 @@ the real worker and sink; `replay` then rebuilds every derived topic (under
 another prefix) and every measurement (into another database) with fresh state.
 Derived events must be identical byte for byte after ordering, and InfluxDB
 must answer the same queries with the same rows.
+
+A replay reads the log as it stands when it starts: it returns once it has read
+that much, without waiting for the topic to fall silent, and a log that keeps
+growing does not keep it running.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from heatstream.influxql import execute, query
 from heatstream.inventory import inventory_toml
 from heatstream.schemas import topics
-from heatstream.settings import KafkaSettings
+from heatstream.settings import KafkaSettings, Settings
+from heatstream.stack import EmbeddedStack
 from heatstream.stack.provision import create_topics
-from heatstream.streams.replay import replay
+from heatstream.streams import replay as replay_module
+from heatstream.streams.replay import ReplayStats, replay
 from tests.integration.test_worker import INV, PARTITIONS, messages, produce
 from tests.integration.worker_support import read_topics
 
@@ -170,3 +179,99 @@ def test_replay_rebuilds_identical_topics_and_measurements(
         b = query(replay_settings.influxdb, q)
         assert [(s.tags, s.values) for s in a] == [(s.tags, s.values) for s in b], measurement
     assert query(settings.influxdb, "SELECT count(heat_kwh) FROM heat_window")[0].values[0][1] > 20
+
+
+def _raw_only(stack: EmbeddedStack, unique_name: Callable[[str], str]) -> tuple[Settings, str]:
+    """Settings whose raw topic is new and empty, and that topic's name."""
+    prefix = unique_name("e") + "."
+    kafka = KafkaSettings(bootstrap=stack.bootstrap, topic_prefix=prefix, partitions=PARTITIONS)
+    asyncio.run(create_topics(stack.bootstrap, kafka, [topics.RAW_EVENTS]))
+    return stack.settings.model_copy(update={"kafka": kafka}), prefix + topics.RAW_EVENTS.name
+
+
+def test_replay_of_an_empty_raw_topic_reads_nothing(stack, unique_name) -> None:
+    settings, _ = _raw_only(stack, unique_name)
+    stats = asyncio.run(replay(settings, INV, to_topics=False, to_influx=False))
+    assert (stats.messages, stats.derived, stats.points) == (0, 0, 0)
+
+
+def test_replay_reads_a_last_batch_split_between_fetches_to_its_end(
+    stack, unique_name, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tansu reports a partition's end as its last batch's base offset + 1: the
+    position passes that "end" inside the last batch, and with few records a
+    fetch, the rest of the batch is still to be read. It is read all the same."""
+    settings, raw = _raw_only(stack, unique_name)
+    log = messages(seconds=60)  # sent at once: a few batches of many records
+    asyncio.run(produce(stack.bootstrap, raw, log))
+    monkeypatch.setattr(replay_module, "FETCH_MAX_RECORDS", 7)
+    stats = asyncio.run(replay(settings, INV, to_topics=False, to_influx=False))
+    assert stats.messages == len(log)
+
+
+def test_replay_stops_at_the_end_it_started_with_while_the_log_grows(stack, unique_name) -> None:
+    """Frames keep arriving throughout: the replay returns while they still do,
+    having read at least every message acknowledged before it started."""
+    settings, raw = _raw_only(stack, unique_name)
+    log = messages(seconds=600)
+    first, later = log[:120], log[120:]
+    asyncio.run(produce(stack.bootstrap, raw, first))
+
+    async def run() -> tuple[ReplayStats, int, bool, list[int]]:
+        producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all", linger_ms=5)
+        await producer.start()
+        stop, sent = asyncio.Event(), 0
+
+        async def keep_producing() -> None:
+            nonlocal sent
+            deadline = time.monotonic() + 120  # one waiting for silence would return after this
+            for key, value in itertools.cycle(later):
+                if stop.is_set() or time.monotonic() > deadline:
+                    return
+                await (await producer.send(raw, value, key=key))
+                sent += 1
+                await asyncio.sleep(0.01)
+
+        growing = asyncio.create_task(keep_producing())
+        totals: list[int] = []
+        try:
+            while sent < 5 and not growing.done():  # the log grows when the replay starts
+                await asyncio.sleep(0.01)
+            before = sent
+            stats = await replay(
+                settings,
+                INV,
+                to_topics=False,
+                to_influx=False,
+                on_progress=lambda _stats, total, _done: totals.append(total),
+            )
+            still_growing = not growing.done()
+        finally:
+            stop.set()
+            await growing
+            await producer.stop()
+        return stats, len(first) + before, still_growing, totals
+
+    stats, at_start, still_growing, totals = asyncio.run(run())
+    assert still_growing, "the replay waited for the log to stop growing"
+    assert stats.messages >= at_start
+    assert totals and len(set(totals)) == 1, totals  # progress against the starting ends
+
+
+def test_replay_that_stops_getting_records_short_of_the_end_fails_with_the_partitions(
+    stack, unique_name, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ends that no record reaches (here: announced 10 past the real ones) stand for a
+    broker that stops serving a partition: the replay fails instead of hanging."""
+    settings, raw = _raw_only(stack, unique_name)
+    asyncio.run(produce(stack.bootstrap, raw, messages(seconds=5)))
+
+    class Overstated(replay_module.AIOKafkaConsumer):  # type: ignore[misc]
+        async def end_offsets(self, partitions):  # type: ignore[no-untyped-def]
+            ends = await super().end_offsets(partitions)
+            return {tp: end + 10 if end else 0 for tp, end in ends.items()}
+
+    monkeypatch.setattr(replay_module, "AIOKafkaConsumer", Overstated)
+    monkeypatch.setattr(replay_module, "STALL_S", 1.0)
+    with pytest.raises(replay_module.ReplayStalled, match=r"partition \d+ at offset \d+ of \d+"):
+        asyncio.run(replay(settings, INV, to_topics=False, to_influx=False))
