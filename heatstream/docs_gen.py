@@ -7,7 +7,8 @@
 Everything in the reference comes from `heatstream.settings.Settings` (its sections,
 field types, defaults, constraints and descriptions, secrets, the `HEATSTREAM_*`
 variable of each field) and from `heatstream.sinks.options.SinkOptions` together
-with the options `heatstream sink` maps onto it. A field whose code carries no
+with the options `heatstream sink` maps onto it; the water-property cache section
+names the variable `heatstream.streams.water` reads. A field whose code carries no
 `description=` takes its text from `FALLBACK_DESCRIPTIONS` below until the code
 gets one (the test refuses a fallback the code has made redundant, and a field
 with no description at all).
@@ -33,6 +34,7 @@ from pydantic.fields import FieldInfo
 
 from heatstream.settings import Settings
 from heatstream.sinks.options import SinkOptions
+from heatstream.streams import water
 
 #: Where the generated reference lives, relative to the repository root.
 OUTPUT = Path("docs/configuration.md")
@@ -337,7 +339,8 @@ def render() -> str:
         "Unknown keys are refused: a misspelt key in the file, or a misspelt key of a section "
         f"in a variable (`{env_name('kafka', 'bootstrapp')}`), is an error that names it, not "
         "a silently ignored setting. (Other variables that merely start with "
-        f"`{ENV_PREFIX}`, such as the Grafana webhook's, are not settings and are ignored.) "
+        f"`{ENV_PREFIX}`, such as the Grafana webhook's or `{water.CACHE_DIR_ENV}` (see "
+        "[below](#water-property-cache)), are not settings and are ignored.) "
         "`heatstream config show` prints the effective values (`--json` for JSON)."
     )
     add("")
@@ -423,6 +426,25 @@ def render() -> str:
         "`max_in_flight_points` ≥ `batch_size`, and with downsampling on, `idle_close_s` ≥ "
         "`downsample_s` + `lateness_s`; `heatstream sink` exits with status 2 and names the "
         "option otherwise."
+    )
+    add("")
+    add("## Water-property cache")
+    add("")
+    add(
+        "The first heat computation of a process needs a table of the density and heat "
+        "capacity of water from IAPWS-95 (`heatstream/streams/water.py`, through the `iapws` "
+        "package). Computing it costs about 1.2 s of CPU, so it is computed once per machine "
+        "and kept in a file of a few KB, `water-iapws95-….npz`, in the directory named by "
+        f"`{water.CACHE_DIR_ENV}`, else `$XDG_CACHE_HOME/heatstream`, else "
+        "`~/.cache/heatstream`; later processes load it in milliseconds. Its name holds "
+        "everything the values depend on (the versions of iapws, scipy and numpy, the "
+        "pressure, the temperature grid, the file format), so an upgrade writes a new file; "
+        "old files, or the whole directory, can be deleted at any time. A damaged file is "
+        "recomputed and replaced. When the directory cannot be created or written (a "
+        "read-only home), each process computes the table in memory, as it would without a "
+        f"cache. `{water.CACHE_DIR_ENV}` is read by that module, not by `Settings`: it changes "
+        "no result, only whether the table is reused; in a container, point it at a writable "
+        "directory that outlives the container to keep the saving across restarts."
     )
     add("")
     add("## Other options")

@@ -4,7 +4,9 @@ Built once in `main()` from, in order of precedence: explicit overrides,
 `HEATSTREAM_*` environment variables (nested with `__`, e.g.
 `HEATSTREAM_KAFKA__BOOTSTRAP=host:9092`), an optional TOML file (given by
 `--config FILE` or `HEATSTREAM_CONFIG`), then the defaults below. Everything
-else receives it as an argument; no module reads the environment on its own.
+else receives it as an argument; no module reads the environment on its own,
+except `heatstream.streams.water` for `HEATSTREAM_CACHE_DIR`, the location of its
+re-derivable table cache (not a setting: it changes no result).
 """
 
 from __future__ import annotations

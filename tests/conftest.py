@@ -4,6 +4,12 @@
 `EmbeddedStack` as `heatstream stack up`) once per test session on free loopback
 ports in a temporary directory, and stops it at the end; it starts lazily, so unit
 tests that do not ask for it never pay for it.
+
+Every test session keeps the water-property table (`heatstream.streams.water`) in a
+cache directory of its own, so that no test depends on the cache in the user's home
+or writes into it. Child processes inherit the directory, except those started with
+every `HEATSTREAM_*` variable stripped (benchmarks/procs.py, the integration helpers),
+which use the default location like any heatstream process.
 """
 
 from __future__ import annotations
@@ -16,6 +22,17 @@ import pytest
 
 from heatstream.settings import load_settings
 from heatstream.stack import EmbeddedStack
+from heatstream.streams import water
+
+
+@pytest.fixture(scope="session", autouse=True)
+def water_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """HEATSTREAM_CACHE_DIR -> an empty per-session directory (see the module docstring)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(water.CACHE_DIR_ENV, str(tmp_path_factory.mktemp("cache")))
+        water._table.cache_clear()
+        yield
+    water._table.cache_clear()
 
 
 @pytest.fixture(scope="session")
