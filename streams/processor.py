@@ -339,10 +339,12 @@ class Processor:
         # One stable sort splits the samples by boiler (in frame order within
         # each), instead of one mask per boiler over all samples.
         idx = np.asarray(frame.boiler_idx, dtype=np.int64)
-        order = np.argsort(idx, kind="stable")
-        present, starts = np.unique(idx[order], return_index=True)
-        bounds = [*starts.tolist(), n]
-        t, values = t[order], values[:, order]
+        if (idx[1:] < idx[:-1]).any():  # else already grouped (a frame of one sample each)
+            order = np.argsort(idx, kind="stable")
+            t, values, idx = t[order], values[:, order], idx[order]
+        per_boiler = np.bincount(idx, minlength=len(frame.boilers))
+        present = per_boiler.nonzero()[0]
+        bounds = [0, *np.cumsum(per_boiler[present]).tolist()]
         names = [frame.boilers[b] for b in present.tolist()]
         late = self.engine.add_frame(frame.gateway, frame.site, names, bounds, t, values)
         for boiler in names:

@@ -34,14 +34,13 @@ buffers only when it must and otherwise just the new samples.
 from __future__ import annotations
 
 from bisect import insort
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from heatstream.schemas.telemetry import CHANNEL_NAMES
-from heatstream.streams.stats import WindowStats, summarise
+from heatstream.streams.stats import WindowInput, WindowStats, summarise_many
 
 N_CHANNELS = len(CHANNEL_NAMES)
 #: Buffers hold one row per channel plus one row counting quarantined readings per sample.
@@ -132,6 +131,16 @@ class WindowEngine:
         #: buffer is its saved state plus its runs, in this order.
         self.appended: dict[str, list[Appended]] = {}
         self._by_gateway: dict[str, list[str]] = {}  # gateway -> its boilers, sorted
+        #: gateway -> frames added in one pass and not yet split into their
+        #: boilers' buffers (`_flush`, before anything reads or extends them):
+        #: a live frame costs one append instead of one per boiler
+        self._pending: dict[str, list[Appended]] = {}
+        #: gateway -> (the boilers of its last fast frame, their buffers)
+        self._frame_bufs: dict[str, tuple[list[str], list[BoilerBuffer]]] = {}
+        #: gateway -> the lowest watermark at which one of its boilers may close
+        #: a window (min of cursor + window + max_gap), as its last scan left
+        #: them; a buffer replaced or restored forgets it
+        self._next_close: dict[str, int] = {}
         self._due: set[str] = set()  # gateways close_ready must look at
         self._pmax_seen = -1  # partition_max_t at the last close_ready
 
@@ -163,6 +172,7 @@ class WindowEngine:
             buf = BoilerBuffer(gateway=gateway, site=site, cursor=start)
             self._put(boiler, buf)
             self.changed.add(boiler)
+        self._flush(buf.gateway)
         late_mask = t_ms < buf.cursor
         late = int(late_mask.sum())
         if late:
@@ -193,19 +203,30 @@ class WindowEngine:
         boiler, in one pass when every boiler has a buffer opened by this gateway
         and nothing is late (a live frame); returns what became of the boilers
         that had late samples."""
-        bufs = [self.boilers.get(boiler) for boiler in boilers]
-        known = [buf for buf in bufs if buf is not None]
-        if len(known) == len(bufs) and {buf.gateway for buf in known} == {gateway}:
+        cached = self._frame_bufs.get(gateway)
+        if cached is not None and cached[0] == boilers:
+            known, fast = cached[1], True  # same boilers, same buffers as its last frame
+        else:
+            found = [self.boilers.get(boiler) for boiler in boilers]
+            known = [buf for buf in found if buf is not None]
+            fast = len(known) == len(found) and {buf.gateway for buf in known} == {gateway}
+            if fast:  # `_put` forgets it when one of these buffers is replaced
+                self._frame_bufs[gateway] = (list(boilers), known)
+        if fast:
             counts = np.diff(bounds)
-            cursors = np.fromiter((buf.cursor for buf in known), np.int64, len(known))
-            if counts.all() and not (t_ms < np.repeat(cursors, counts)).any():
-                for buf, lo, hi in zip(known, bounds, bounds[1:], strict=False):
-                    buf.times.append(t_ms[lo:hi])
-                    buf.values.append(values[:, lo:hi])
+            # Nothing is late when the oldest sample is not before any cursor;
+            # otherwise each boiler's samples against its own cursor.
+            on_time = (
+                int(t_ms.min()) >= max(buf.cursor for buf in known)
+                or not (
+                    t_ms < np.repeat(np.fromiter((b.cursor for b in known), np.int64), counts)
+                ).any()
+            )
+            if counts.all() and on_time:
                 lo, hi = bounds[0], bounds[-1]
-                self._record(
-                    gateway, Appended(list(boilers), counts.tolist(), t_ms[lo:hi], values[:, lo:hi])
-                )
+                run = Appended(list(boilers), counts.tolist(), t_ms[lo:hi], values[:, lo:hi])
+                self._pending.setdefault(gateway, []).append(run)
+                self._record(gateway, run)
                 self._due.add(gateway)
                 return []
         out = []
@@ -224,8 +245,53 @@ class WindowEngine:
                 self.changed.update(dropped.boilers)
             del self.appended[gateway]
 
+    def _flush(self, gateway: str) -> None:
+        """Split the gateway's pending frames into its boilers' buffers.
+
+        Each boiler gets the samples of those frames as one chunk, in frame
+        order: the same buffer contents as one chunk per frame, in fewer pieces.
+        """
+        frames = self._pending.pop(gateway, None)
+        if not frames:
+            return
+        i = 0
+        while i < len(frames):
+            # A run of frames naming the same boilers in the same order (the
+            # usual case: a gateway sends every boiler in every frame).
+            j = i + 1
+            while j < len(frames) and frames[j].boilers == frames[i].boilers:
+                j += 1
+            self._split(frames[i:j])
+            i = j
+
+    def _split(self, frames: list[Appended]) -> None:
+        boilers = frames[0].boilers
+        if len(frames) == 1:
+            t, v = frames[0].times, frames[0].values
+            bounds = np.zeros(len(boilers) + 1, dtype=np.int64)
+            np.cumsum(frames[0].counts, out=bounds[1:])
+        else:
+            # Samples grouped by boiler (a stable sort keeps frame order within each).
+            ids = np.concatenate([np.repeat(np.arange(len(boilers)), f.counts) for f in frames])
+            order = np.argsort(ids, kind="stable")
+            t = np.concatenate([f.times for f in frames])[order]
+            v = np.concatenate([f.values for f in frames], axis=1)[:, order]
+            bounds = np.zeros(len(boilers) + 1, dtype=np.int64)
+            np.cumsum(np.bincount(ids, minlength=len(boilers)), out=bounds[1:])
+        edges = bounds.tolist()
+        for k, boiler in enumerate(boilers):
+            buf = self.boilers[boiler]
+            buf.times.append(t[edges[k] : edges[k + 1]])
+            buf.values.append(v[:, edges[k] : edges[k + 1]])
+
     def _put(self, boiler: str, buf: BoilerBuffer) -> None:
         old = self.boilers.get(boiler)
+        if old is not None:
+            self._flush(old.gateway)  # its pending samples go to the buffer replaced
+            self._frame_bufs.pop(old.gateway, None)
+            self._next_close.pop(old.gateway, None)
+        self._frame_bufs.pop(buf.gateway, None)
+        self._next_close.pop(buf.gateway, None)
         if old is not None and old.gateway != buf.gateway:
             self._by_gateway[old.gateway].remove(boiler)
         self.boilers[boiler] = buf
@@ -250,13 +316,15 @@ class WindowEngine:
 
     # -- output ------------------------------------------------------------
 
-    def close_ready(self) -> Iterator[WindowStats]:
+    def close_ready(self) -> list[WindowStats]:
         """Close every window whose watermark has passed; in boiler then time order.
 
         Only gateways whose watermark may have moved, or whose boilers took
         samples, since the last call are looked at: no other boiler can have a
         window ready (its cursor, samples and watermark are as the last call
-        left them). The order is that of a scan of every boiler.
+        left them). The order is that of a scan of every boiler. The windows
+        found are summarised together (`summarise_many`): a gateway's boilers
+        close theirs at the same watermark.
         """
         p = self.params
         due, self._due = self._due, set()
@@ -266,33 +334,49 @@ class WindowEngine:
             self._pmax_seen = self.partition_max_t
             held = self.partition_max_t - p.offline_hold_ms
             due.update(g for g in self._by_gateway if self._own_watermark(g) < held)
-        if len(due) == 1:
-            boilers: list[str] = self._by_gateway.get(next(iter(due)), [])
-        else:
-            boilers = sorted(b for g in due for b in self._by_gateway.get(g, ()))
         watermarks: dict[str, int] = {}  # no window closing moves a watermark
+        scan: list[str] = []
+        for g in due:
+            wm = watermarks[g] = self.watermark(g)
+            if wm >= self._next_close.get(g, wm):
+                scan.append(g)
+        if len(scan) == 1:
+            boilers: list[str] = self._by_gateway.get(scan[0], [])
+        else:
+            boilers = sorted(b for g in scan for b in self._by_gateway.get(g, ()))
+        ready: list[WindowInput] = []
+        span = p.window_ms + p.max_gap_ms
         for boiler in boilers:
             buf = self.boilers[boiler]
-            wm = watermarks.get(buf.gateway)
-            if wm is None:
-                wm = watermarks[buf.gateway] = self.watermark(buf.gateway)
-            if wm < buf.cursor + p.window_ms + p.max_gap_ms:
+            wm = watermarks[buf.gateway]  # _by_gateway files a boiler under its buffer's gateway
+            if wm < buf.cursor + span:
                 continue
-            yield from self._close_boiler(boiler, buf, wm)
+            self._close_boiler(boiler, buf, wm, ready)
+        for g in scan:
+            members = self._by_gateway.get(g)
+            if members:
+                self._next_close[g] = min(self.boilers[b].cursor for b in members) + span
+        return summarise_many(ready, p.max_gap_ms)
 
     def _own_watermark(self, gateway: str) -> int:
         clock = self.gateways.get(gateway)
         return clock.max_t - self.params.allowed_lateness_ms if clock else -1
 
-    def _close_boiler(self, boiler: str, buf: BoilerBuffer, wm: int) -> Iterator[WindowStats]:
+    def _close_boiler(
+        self, boiler: str, buf: BoilerBuffer, wm: int, ready: list[WindowInput]
+    ) -> None:
+        """Move the boiler's cursor past every window the watermark closes,
+        appending to `ready` what each one needs to be summarised."""
         p, w = self.params, self.params.window_ms
+        self._flush(buf.gateway)
         t, v = buf.arrays()
         if t.size == 0:
             return
         cursor = buf.cursor
+        on_supply = boiler in self.meter_on_supply
         while wm >= buf.cursor + w + p.max_gap_ms:
             s, e = buf.cursor, buf.cursor + w
-            nxt = np.searchsorted(t, s, side="left")
+            nxt = int(np.searchsorted(t, s, side="left"))
             if nxt == t.size:
                 break  # trailing silence: wait for data
             if int(t[nxt]) - s > MAX_EMPTY_WINDOWS * w:
@@ -300,33 +384,26 @@ class WindowEngine:
                 # day of empty windows, then straight to the next data.
                 buf.cursor = int(t[nxt]) // w * w
                 continue
-            lo = np.searchsorted(t, s - p.max_gap_ms, side="left")
-            hi = np.searchsorted(t, e + p.max_gap_ms, side="right")
-            inside_lo = np.searchsorted(t, s, side="left")
-            inside_hi = np.searchsorted(t, e, side="left")
-            cols = {
-                name: v[i, lo:hi]
-                for name, i in CHANNEL_INDEX.items()
-                if np.isfinite(v[i, lo:hi]).any()
-            }
-            if not buf.started and inside_hi == inside_lo:
+            lo, inside_hi = np.searchsorted(t, (s - p.max_gap_ms, e), side="left").tolist()
+            hi = int(np.searchsorted(t, e + p.max_gap_ms, side="right"))
+            if not buf.started and inside_hi == nxt:
                 buf.cursor = e  # before the boiler's first data: nothing to report
                 continue
             buf.started = True
-            stats = summarise(
-                boiler,
-                buf.gateway,
-                buf.site,
-                s,
-                e,
-                t[lo:hi],
-                cols,
-                int(v[QUARANTINE_ROW, inside_lo:inside_hi].sum()),
-                p.max_gap_ms,
-                meter_on_supply=boiler in self.meter_on_supply,
+            ready.append(
+                WindowInput(
+                    boiler,
+                    buf.gateway,
+                    buf.site,
+                    s,
+                    e,
+                    t[lo:hi],
+                    v[:, lo:hi],
+                    int(v[QUARANTINE_ROW, nxt:inside_hi].sum()),
+                    on_supply,
+                )
             )
             buf.cursor = e
-            yield stats
         # Keep what the next window still needs: samples from cursor - max_gap.
         keep_from = np.searchsorted(t, buf.cursor - p.max_gap_ms, side="left")
         if keep_from:
@@ -342,6 +419,7 @@ class WindowEngine:
         buf = self.boilers.get(boiler)
         if buf is None:
             return None
+        self._flush(buf.gateway)
         t, v = buf.arrays()
         return {
             "g": buf.gateway,
@@ -369,6 +447,7 @@ class WindowEngine:
         buf = self.boilers.get(boiler)
         if buf is None:
             return False
+        self._flush(buf.gateway)
         if t.size:
             buf.times.append(np.array(t, dtype=np.int64))
             buf.values.append(np.array(v, dtype=np.float64).reshape(N_ROWS, t.size))
