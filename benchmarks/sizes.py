@@ -52,7 +52,9 @@ FULL = Sizes(
     stage_warmup_s=100,
     influx_points=40_000,
     worker_boilers=10_000,
-    worker_seconds=35,
+    # Long enough for a steady state: windows close from 100 s of event time on,
+    # and buffers hold their ~100 s of samples (35 s until 2026-12, before any closed).
+    worker_seconds=150,
     worker_recovery=True,
     frame_boilers=1_000,
     frame_seconds=120,
