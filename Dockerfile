@@ -21,13 +21,19 @@ WORKDIR /src
 COPY . .
 RUN pip install .
 
+# The water-property table (heatstream.streams.water: IAPWS-95, about 1 s of CPU to
+# compute) is computed here, once, instead of by every container at start.
+ENV HEATSTREAM_CACHE_DIR=/opt/heatstream/cache
+RUN python -c "from heatstream.streams.water import density_kg_m3; density_kg_m3(50.0)"
+
 # --- runtime ------------------------------------------------------------------
 # Same base image as the build stage, so the virtualenv's interpreter path is valid.
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    PATH=/opt/heatstream/bin:$PATH
+    PATH=/opt/heatstream/bin:$PATH \
+    HEATSTREAM_CACHE_DIR=/opt/heatstream/cache
 
 COPY --from=build /opt/heatstream /opt/heatstream
 
