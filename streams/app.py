@@ -58,9 +58,11 @@ ROCKSDB_OPTIONS = {"write_buffer_size": 2 * 2**20, "max_write_buffer_number": 2}
 #: Bytes per record batch of the producer (Faust's default: 16 KiB). After each
 #: batch of messages the agent waits for its changelog rows (about a frame's
 #: worth of samples per gateway each) to be acknowledged; in 16 KiB batches that
-#: wait was a fifth of a worker's time at 10,000 boilers, in batches up to this
-#: size a tenth. Below the producer's 1,000,000-byte request limit.
-PRODUCER_MAX_BATCH_BYTES = 900_000
+#: wait was a fifth of a worker's time at 10,000 boilers. 256 KiB batches cut it
+#: by about half. Batches near the 1 MB request limit cut it further (the worker
+#: ran ~10 % faster) but, against the embedded broker, a worker restarted after
+#: SIGKILL then stalled for 20-70 s in three runs out of five (BENCHMARKS.md).
+PRODUCER_MAX_BATCH_BYTES = 256 * 1024
 
 
 def broker_url(settings: Settings) -> str:
