@@ -103,6 +103,16 @@ class StreamSettings(_Section):
     session_timeout_s: float = Field(
         10.0, gt=0, description="consumer-group session timeout (how fast a dead worker is noticed)"
     )
+    producer_batch_kib: int = Field(
+        256,
+        ge=16,
+        le=976,
+        description="largest record batch the worker's producer builds, in KiB (Faust's default "
+        "is 16). After each batch of messages the worker waits until its changelog rows are "
+        "acknowledged: bigger record batches, less waiting (at most 976, under the producer's "
+        "1,000,000-byte request limit). On the embedded broker, batches near that limit made a "
+        "worker restarted after SIGKILL stall for 20-70 s before resuming",
+    )
     health_interval_s: float = Field(
         5.0,
         ge=0,

@@ -55,14 +55,6 @@ BATCH_WITHIN_S = 0.2
 #: and the worker's memory grew all that time; 2 MiB ones fill in about a minute
 #: and bound the memtables at 4 MiB a partition.
 ROCKSDB_OPTIONS = {"write_buffer_size": 2 * 2**20, "max_write_buffer_number": 2}
-#: Bytes per record batch of the producer (Faust's default: 16 KiB). After each
-#: batch of messages the agent waits for its changelog rows (about a frame's
-#: worth of samples per gateway each) to be acknowledged; in 16 KiB batches that
-#: wait was a fifth of a worker's time at 10,000 boilers. 256 KiB batches cut it
-#: by about half. Batches near the 1 MB request limit cut it further (the worker
-#: ran ~10 % faster) but, against the embedded broker, a worker restarted after
-#: SIGKILL then stalled for 20-70 s in three runs out of five (BENCHMARKS.md).
-PRODUCER_MAX_BATCH_BYTES = 256 * 1024
 
 
 def broker_url(settings: Settings) -> str:
@@ -87,7 +79,9 @@ def build_app(
         broker_session_timeout=settings.streams.session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.streams.session_timeout_s / 5),
         broker_commit_interval=1.0,
-        producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
+        # The changelog rows of a batch are awaited (see `intake`): 16 KiB record
+        # batches made that wait a fifth of the worker's time at 10,000 boilers.
+        producer_max_batch_size=settings.streams.producer_batch_kib * 1024,
         stream_wait_empty=False,
         key_serializer="raw",
         value_serializer="raw",
