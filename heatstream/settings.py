@@ -110,8 +110,8 @@ class StreamSettings(_Section):
         description="largest record batch the worker's producer builds, in KiB (Faust's default "
         "is 16). After each batch of messages the worker waits until its changelog rows are "
         "acknowledged: bigger record batches, less waiting (at most 976, under the producer's "
-        "1,000,000-byte request limit). On the embedded broker, batches near that limit made a "
-        "worker restarted after SIGKILL stall for 20-70 s before resuming",
+        "1,000,000-byte request limit). On the embedded broker, a worker restarted after SIGKILL "
+        "stalled for 30-90 s in three of five runs with batches near that limit (BENCHMARKS.md)",
     )
     health_interval_s: float = Field(
         5.0,
