@@ -142,13 +142,23 @@ async def _read_raw_log(bootstrap: str, topic: str) -> dict[int, list[Any]]:
         ends = await consumer.end_offsets(parts)
         await consumer.seek_to_beginning(*parts)
         log: dict[int, list[Any]] = {tp.partition: [] for tp in parts}
-        todo = {tp for tp in parts if ends[tp] > 0}
-        while todo:
-            batch = await consumer.getmany(timeout_ms=1000, max_records=20_000)
+
+        def add(batch: dict[Any, list[Any]]) -> None:
             for tp, records in batch.items():
-                log[tp.partition].extend(r for r in records if r.offset < ends[tp])
-                if records and records[-1].offset >= ends[tp] - 1:
-                    todo.discard(tp)
+                log[tp.partition].extend(records)
+
+        # The topic no longer grows. The embedded broker may report a partition's end
+        # as the base offset of its last record batch + 1, short of the true end: read
+        # up to the larger of that and the high watermark the fetches carry, then take
+        # what the consumer already holds (the rest of a batch split by max_records).
+        def behind(tp: Any) -> bool:
+            return positions[tp] < max(ends[tp], consumer.highwater(tp) or 0)
+
+        positions = {tp: await consumer.position(tp) for tp in parts}
+        while any(behind(tp) for tp in parts):
+            add(await consumer.getmany(timeout_ms=1000, max_records=20_000))
+            positions = {tp: await consumer.position(tp) for tp in parts}
+        add(await consumer.getmany(timeout_ms=0))
         return log
     finally:
         await consumer.stop()
