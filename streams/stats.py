@@ -3,6 +3,8 @@
 `summarise` turns the sorted samples around a window into a `WindowStats`;
 heat windows, rollups and the efficiency, leak and data-quality detectors all
 read these, never raw samples, so detectors cost one call per boiler-minute.
+The window engine calls `summarise_many`, which gives the same results for all
+the windows a gateway's boilers close together, in one set of array operations.
 """
 
 from __future__ import annotations
