@@ -72,6 +72,29 @@ def time_weighted_mean(
     return integral_h * MS_PER_HOUR / covered_ms
 
 
+def trapezoids(
+    values: np.ndarray,
+    seg: np.ndarray,
+    t1: np.ndarray,
+    span: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+) -> np.ndarray:
+    """Per row of `values` (channels, samples) and per segment i in `seg` (from sample
+    i to i + 1, starting at t1 and lasting span ms): the trapezoid of the part [a, b)
+    inside the window, in value·ms, as a C-contiguous (rows, segments) array.
+
+    `take` along axis 1 keeps rows contiguous, so each row's sum is pairwise over
+    the same elements in the same order as in `integrate` (a column-major copy
+    would sum them in another order). `values` must be finite where used.
+    """
+    v1, v2 = np.take(values, seg, axis=1), np.take(values, seg + 1, axis=1)
+    slope = (v2 - v1) / span
+    va = v1 + slope * (a - t1)
+    vb = v1 + slope * (b - t1)
+    return np.ascontiguousarray((va + vb) * 0.5 * (b - a))
+
+
 def integrate_many(
     t_ms: np.ndarray, values: np.ndarray, start_ms: int, end_ms: int, max_gap_ms: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -104,14 +127,7 @@ def integrate_many(
         # Zeros stand in for NaN so no invalid-value arithmetic happens; the
         # segments they touch are dropped below.
         values = np.where(finite, values, 0.0)
-    # `take` along axis 1 keeps rows contiguous, so each row's sum below is
-    # pairwise over the same elements in the same order as in `integrate`
-    # (a column-major copy would sum them in another order).
-    v1, v2 = np.take(values, seg, axis=1), np.take(values, seg + 1, axis=1)
-    slope = (v2 - v1) / span
-    va = v1 + slope * (a - t1)
-    vb = v1 + slope * (b - t1)
-    terms = np.ascontiguousarray((va + vb) * 0.5 * width)
+    terms = trapezoids(values, seg, t1, span, a, b)
     integral_ms = terms.sum(axis=1)
     if not holes:  # the usual window: every channel complete
         return integral_ms / MS_PER_HOUR, np.full(rows, width.sum())

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from heatstream.schemas.telemetry import CHANNEL_NAMES
-from heatstream.streams.heat import MS_PER_HOUR, integrate_many
+from heatstream.streams.heat import MS_PER_HOUR, integrate_many, trapezoids
 from heatstream.streams.water import thermal_power_kw
 
 
@@ -211,6 +211,10 @@ _ROW = {name: i for i, name in enumerate(_CHANNELS)}
 # Rows integrated by `summarise_many`: thermal power, then _TIMED_CHANNELS.
 _TIMED_ROWS = np.array([_ROW[name] for name in _TIMED_CHANNELS])
 _PRESSURE, _MOISTURE = _ROW["pressure_bar"], _ROW["moisture_pct"]
+# Their rows in the integrals: 0 is thermal power, then _TIMED_CHANNELS in order.
+_IT_ROW, _AUX_ROW, _MAKEUP_ROW = (
+    1 + _TIMED_CHANNELS.index(name) for name in ("it_power_kw", "aux_power_kw", "makeup_flow_lpm")
+)
 
 
 def summarise_many(windows: list[WindowInput], max_gap_ms: float) -> list[WindowStats]:
@@ -273,11 +277,7 @@ def summarise_many(windows: list[WindowInput], max_gap_ms: float) -> list[Window
     # Zeros stand in for NaN (as in `integrate_many`); segments touching one
     # are dropped from the rows that have it.
     values = np.where(rfinite, rows, 0.0)
-    v1, v2 = np.take(values, seg, axis=1), np.take(values, seg + 1, axis=1)
-    slope = (v2 - v1) / span
-    va = v1 + slope * (a - t1)
-    vb = v1 + slope * (b - t1)
-    terms = np.ascontiguousarray((va + vb) * 0.5 * width)
+    terms = trapezoids(values, seg, t1, span, a, b)
     ok = np.take(rfinite, seg, axis=1) & np.take(rfinite, seg + 1, axis=1)
     seg_off = np.searchsorted(seg, off)  # window k: segments seg_off[k]:seg_off[k+1]
     # Absent channels count as nothing (`summarise` leaves them out of its sums).
@@ -293,14 +293,9 @@ def summarise_many(windows: list[WindowInput], max_gap_ms: float) -> list[Window
         for mr, cr in zip(means[1:9].tolist(), covered[1:9].tolist(), strict=True)
     ]
     heat, heat_cov = integral_h[0].tolist(), covered[0].tolist()
-    it_row, aux_row, makeup_row = (
-        _INTEGRATED.index("it_power_kw"),
-        _INTEGRATED.index("aux_power_kw"),
-        _INTEGRATED.index("makeup_flow_lpm"),
-    )
-    it_kwh, it_cov = integral_h[it_row].tolist(), covered[it_row].tolist()
-    aux_kwh = integral_h[aux_row].tolist()
-    makeup_l = (integral_h[makeup_row] * 60.0).tolist()  # (L/min)·h -> L
+    it_kwh, it_cov = integral_h[_IT_ROW].tolist(), covered[_IT_ROW].tolist()
+    aux_kwh = integral_h[_AUX_ROW].tolist()
+    makeup_l = (integral_h[_MAKEUP_ROW] * 60.0).tolist()  # (L/min)·h -> L
     samples = (inside_hi - inside_lo).tolist()
 
     # -- inside each window: counts, spread, first and last finite values --------
@@ -414,9 +409,6 @@ def _window_sums(
         integral_ms[r, k] = terms[r, p0:p1][keep].sum()
         covered[r, k] = np.where(keep, width[p0:p1], 0.0).sum()
     return integral_ms / MS_PER_HOUR, covered
-
-
-_INTEGRATED = ("power", *_TIMED_CHANNELS)
 
 
 def _summarise_one(w: WindowInput, max_gap_ms: float) -> WindowStats:
