@@ -266,18 +266,13 @@ class WindowEngine:
 
     def _split(self, frames: list[Appended]) -> None:
         boilers = frames[0].boilers
-        if len(frames) == 1:
-            t, v = frames[0].times, frames[0].values
-            bounds = np.zeros(len(boilers) + 1, dtype=np.int64)
-            np.cumsum(frames[0].counts, out=bounds[1:])
-        else:
-            # Samples grouped by boiler (a stable sort keeps frame order within each).
-            ids = np.concatenate([np.repeat(np.arange(len(boilers)), f.counts) for f in frames])
-            order = np.argsort(ids, kind="stable")
-            t = np.concatenate([f.times for f in frames])[order]
-            v = np.concatenate([f.values for f in frames], axis=1)[:, order]
-            bounds = np.zeros(len(boilers) + 1, dtype=np.int64)
-            np.cumsum(np.bincount(ids, minlength=len(boilers)), out=bounds[1:])
+        # Samples grouped by boiler (a stable sort keeps frame order within each).
+        ids = np.concatenate([np.repeat(np.arange(len(boilers)), f.counts) for f in frames])
+        order = np.argsort(ids, kind="stable")
+        t = np.concatenate([f.times for f in frames])[order]
+        v = np.concatenate([f.values for f in frames], axis=1)[:, order]
+        bounds = np.zeros(len(boilers) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(ids, minlength=len(boilers)), out=bounds[1:])
         edges = bounds.tolist()
         for k, boiler in enumerate(boilers):
             buf = self.boilers[boiler]
