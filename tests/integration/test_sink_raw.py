@@ -17,7 +17,7 @@ from heatstream.schemas.telemetry import TelemetryFrame
 from heatstream.sinks.consumer import build_sink
 from heatstream.sinks.options import SinkOptions
 from heatstream.stack import EmbeddedStack
-from tests.integration.test_sink_influx import eventually, isolated, query
+from tests.integration.test_sink_influx import committed_offsets, eventually, isolated, query
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.slow]
 
@@ -103,7 +103,13 @@ async def test_downsampled_means_survive_a_sink_crash(
         async def some_landed() -> bool:
             return len(await buckets()) >= 20
 
+        async def some_committed() -> bool:
+            # The crash must come after a commit, or the next sink has nothing to re-read
+            # before its committed offset (a write lands before its offsets are committed).
+            return await committed_offsets(first, settings, topics.RAW_EVENTS) > 0
+
         await eventually(some_landed)
+        await eventually(some_committed)
         await publish(frames[len(frames) // 2 :] + frames[100:140])  # and some gateway retries
         await asyncio.sleep(0.3)
         run.cancel()  # a crash: nothing flushed or committed on the way out
