@@ -10,8 +10,11 @@ Two kinds of points land:
 * `telemetry`: the sink's downsampled raw readings. Run with
   `--downsample 1 --lateness 0 --flush-interval 0.25`, the tightest the sink
   allows (its defaults, 10 s buckets closed 20 s late, put a floor of 30 s under
-  this latency). A 1 s bucket can only close when its gateway's next frame
-  arrives, so the floor is about one frame span plus the flush interval.
+  this latency). Each frame declares its span's end as its watermark
+  (`watermark_ms`), so the sink closes a 1 s bucket as soon as the frame
+  completing it arrives: the floor is one frame span (the frame is sent when
+  its span ends) plus the flush interval. Without the watermark (v2 frames) a
+  bucket waited for the gateway's next frame: one more span.
 * `heat_window` (from the worker): the latency from the window's *end*, which
   by design waits allowed lateness + max gap (40 s by default) before closing;
   only measured when the run is long enough for windows to close.
@@ -88,8 +91,8 @@ def run_latency(
     window_ms = 60_000
     first_window = -(-start_ms // window_ms) * window_ms  # first window fully inside the run
     windows = BucketWatch("heat_window", "heat_kwh", window_ms, fleet.boilers, first_window)
-    # A 1 s bucket closes when its gateway's next frame arrives: the last one never does.
-    last_bucket = start_ms + (seconds - 2) * 1000
+    # A 1 s bucket closes when the frame completing it arrives (its watermark): the last too.
+    last_bucket = start_ms + (seconds - 1) * 1000
     last_window = (start_ms + seconds * 1000) // window_ms * window_ms - window_ms
     lag_at_end: int | None = None
     slow_polls = 0
@@ -132,7 +135,7 @@ def run_latency(
     keep = [i for i, (b, _, _) in enumerate(telemetry.arrivals) if first_kept <= b <= last_bucket]
     lat, n = lat[keep], n[keep]
     landed = int(sum(telemetry.seen.values()))
-    expected = fleet.boilers * (seconds - 1)  # the last bucket cannot close
+    expected = fleet.boilers * seconds
     censored = (
         f"; {missing:,} points not queryable when the watch ended count as censored "
         "(the percentiles are lower bounds)"

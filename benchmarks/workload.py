@@ -7,10 +7,13 @@ boiler `i` of a large fleet replays base boiler `i % base`, with its own id,
 gateway and site. Values, jitter and channel mix stay those of the physics
 model; only their variety is bounded.
 
-A message is what a gateway would publish: a v2 `TelemetryFrame` encoded
+A message is what a gateway would publish: a v3 `TelemetryFrame` encoded
 exactly as `heatstream.schemas.serde.encode` does (checked by `check_encoding`),
 keyed by gateway id, with per-gateway sequence numbers. The frame *shape*
-decides how readings are grouped into messages (see `Shape`).
+decides how readings are grouped into messages (see `Shape`). The last message
+of a gateway's span declares the span's end as its watermark (`watermark_ms`):
+the base fleet samples second `k` within [k s, k + 1 s), so nothing measured
+before that end follows.
 """
 
 from __future__ import annotations
@@ -66,6 +69,9 @@ def simulate(boilers: int, seconds: int, seed: int = 7) -> Recording:
             column = frame.columns.get(name)
             if column is not None:
                 values[c, k, idx] = [math.nan if v is None else v for v in column]
+    second = t_ms // 1000 - np.arange(seconds)[:, np.newaxis]
+    if second.any():  # the spans' watermarks (see the module docstring) rely on it
+        raise AssertionError("the simulator sampled second k outside [k s, k + 1 s)")
     return Recording(t_ms=t_ms, values=values)
 
 
@@ -150,13 +156,17 @@ class Fleet:
             raise ValueError(f"the recording holds {self.recording.seconds} s, {seconds} asked")
         seqs = [0] * self.gateways
         for first in range(0, seconds - shape.span_s + 1, shape.span_s):
+            span_end_ms = start_ms + (first + shape.span_s) * 1000
             for g, gateway in enumerate(self.inventory.gateways):
-                for frame in self._frames(g, shape, first):
+                frames = list(self._frames(g, shape, first))
+                for i, frame in enumerate(frames):
                     seq = seqs[g]
                     seqs[g] += 1
+                    # Only the gateway's last message of the span completes it.
+                    watermark = span_end_ms if i == len(frames) - 1 else None
                     yield (
                         gateway.id.encode(),
-                        self._encode(g, seq, frame, shape, start_ms),
+                        self._encode(g, seq, frame, start_ms, watermark),
                         frame[3],
                     )
 
@@ -194,8 +204,8 @@ class Fleet:
         g: int,
         seq: int,
         frame: tuple[list[int], np.ndarray, dict[str, np.ndarray], int],
-        shape: Shape,
         start_ms: int,
+        watermark_ms: int | None,
     ) -> bytes:
         members, t_rel, channels, _ = frame
         gateway = self.inventory.gateways[g]
@@ -204,7 +214,7 @@ class Fleet:
         n_members = len(members)
         data: dict[str, object] = {
             "schema_name": "telemetry.frame",
-            "schema_version": 2,
+            "schema_version": 3,
             "event_id": f"{gateway.id}:{seq}",
             "gateway": gateway.id,
             "seq": seq,
@@ -217,6 +227,8 @@ class Fleet:
         }
         for name, column in channels.items():
             data[name] = _nullable(column)
+        if watermark_ms is not None:
+            data["watermark_ms"] = watermark_ms
         return orjson.dumps(data)
 
 

@@ -25,7 +25,7 @@ def export(
     """Write one JSON Schema (draft 2020-12) per event type and version.
 
     For gateway vendors writing in other languages: a message is valid when it
-    validates against its schema (telemetry.frame.v2 for new frames). Range
+    validates against its schema (telemetry.frame.v3 for new frames). Range
     checks on channel values are documented in each field's description; the
     pipeline quarantines out-of-range readings rather than rejecting the frame.
     """

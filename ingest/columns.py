@@ -37,7 +37,7 @@ from heatstream.schemas.telemetry import (
 )
 
 _SCHEMA_NAME = "telemetry.frame"
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +139,34 @@ def check_columns(
     )
 
 
+def check_watermark(watermark_ms: int | None, event_time_ms: int) -> int | None:
+    """The frame's watermark (see `TelemetryFrame.watermark_ms`), or a SampleError."""
+    if watermark_ms is None:
+        return None
+    if isinstance(watermark_ms, bool) or not isinstance(watermark_ms, int | np.integer):
+        raise SampleError(f"watermark_ms = {watermark_ms!r} is not an integer (ms since epoch)")
+    w = int(watermark_ms)
+    if not 0 <= w - event_time_ms <= MAX_SPAN_MS:
+        raise SampleError(
+            f"watermark_ms = {w} is outside [{event_time_ms}, {event_time_ms + MAX_SPAN_MS}]:"
+            " it must not be before the frame's first sample, nor more than"
+            f" {MAX_SPAN_MS} ms after it"
+        )
+    return w
+
+
 def encode_columns(
-    body: CheckedColumns, *, gateway: str, site: str, seq: int, ingest_time_ms: int
+    body: CheckedColumns,
+    *,
+    gateway: str,
+    site: str,
+    seq: int,
+    ingest_time_ms: int,
+    watermark_ms: int | None = None,
 ) -> bytes:
-    """The frame's JSON, member for member what `serde.encode` writes for the model."""
+    """The frame's JSON, member for member what `serde.encode` writes for the model.
+
+    `watermark_ms` must have passed `check_watermark`."""
     data: dict[str, object] = {
         "schema_name": _SCHEMA_NAME,
         "schema_version": _SCHEMA_VERSION,
@@ -157,6 +181,8 @@ def encode_columns(
         "dt_ms": body.dt_ms,
         **body.columns,
     }
+    if watermark_ms is not None:
+        data["watermark_ms"] = watermark_ms
     # OPT_SERIALIZE_NUMPY writes float64 like Python floats and NaN as null.
     return orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)
 

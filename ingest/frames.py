@@ -16,6 +16,7 @@ import math
 from collections.abc import Mapping
 from numbers import Real
 
+from heatstream.ingest.columns import check_watermark
 from heatstream.ingest.errors import SampleError
 from heatstream.schemas.envelope import MAX_TIME_MS, MIN_TIME_MS, is_identifier
 from heatstream.schemas.telemetry import CHANNEL_BY_NAME, CHANNEL_NAMES, TelemetryFrame
@@ -139,8 +140,19 @@ class FrameBuilder:
             added += _NULL_BYTES if value is None else len(repr(value)) + 1
         self._bytes += added
 
+    def check_watermark(self, watermark_ms: int | None) -> None:
+        """SampleError if `watermark_ms` cannot go with the open frame."""
+        if not self.empty:
+            check_watermark(watermark_ms, self._min_t)
+
     def seal(
-        self, *, gateway: str, site: str, seq: int, ingest_time_ms: int
+        self,
+        *,
+        gateway: str,
+        site: str,
+        seq: int,
+        ingest_time_ms: int,
+        watermark_ms: int | None = None,
     ) -> TelemetryFrame | None:
         """The open frame as a validated TelemetryFrame (None when empty); empties the builder."""
         if self.empty:
@@ -160,5 +172,7 @@ class FrameBuilder:
         for name in CHANNEL_NAMES:
             if name in self._columns:
                 data[name] = self._columns[name]
+        if watermark_ms is not None:
+            data["watermark_ms"] = watermark_ms
         self._reset()
         return TelemetryFrame.model_validate(data)

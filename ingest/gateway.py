@@ -30,7 +30,12 @@ from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
 from heatstream.ingest.backoff import Backoff
-from heatstream.ingest.columns import EncodedFrame, check_columns, encode_columns
+from heatstream.ingest.columns import (
+    EncodedFrame,
+    check_columns,
+    check_watermark,
+    encode_columns,
+)
 from heatstream.ingest.config import GatewayConfig
 from heatstream.ingest.counters import CounterBook, GatewayCounters
 from heatstream.ingest.errors import (
@@ -246,17 +251,26 @@ class Gateway:
         if builder.full:
             await self._seal_and_accept()
 
-    def seal(self) -> TelemetryFrame | None:
-        """Seal the open frame now (next seq, ingest time = clock) without sending it."""
+    def seal(self, *, watermark_ms: int | None = None) -> TelemetryFrame | None:
+        """Seal the open frame now (next seq, ingest time = clock) without sending it.
+
+        `watermark_ms`: the gateway's promise that no later frame carries a sample
+        measured before it (see `seal_columns`).
+        """
         self._check_running()
         if self._builder.empty:
             return None
         assert self._seq is not None
+        self._builder.check_watermark(watermark_ms)
         now = self._now_ms()
         seq = self._seq.allocate()
         self._frame_generation += 1
         return self._builder.seal(
-            gateway=self.config.gateway, site=self.config.site, seq=seq, ingest_time_ms=now
+            gateway=self.config.gateway,
+            site=self.config.site,
+            seq=seq,
+            ingest_time_ms=now,
+            watermark_ms=watermark_ms,
         )
 
     def seal_columns(
@@ -265,6 +279,8 @@ class Gateway:
         boiler_idx: Sequence[int] | np.ndarray,
         t_ms: Sequence[int] | np.ndarray,
         columns: Mapping[str, Sequence[float | None] | np.ndarray],
+        *,
+        watermark_ms: int | None = None,
     ) -> EncodedFrame:
         """Seal a whole frame given as columns (next seq, ingest time = clock), unsent.
 
@@ -274,14 +290,26 @@ class Gateway:
         alone. Raises SampleError (a ValueError) naming field, index and value when
         the arrays break the contract, EventRejectedError when the frame is above
         max_message_bytes; neither uses up a sequence number.
+
+        `watermark_ms` is a promise: none of this gateway's later frames will carry
+        a sample measured before it (typically the end of the span this frame
+        completes: a gateway polling every boiler each second, sealing at second
+        `k + 1`, promises `k + 1`). The sink then lands the means of the buckets
+        the frame completes at once, instead of when the next frame shows that
+        time has moved on (a frame span later). A sample that breaks that promise is
+        late for the sink: counted, not folded into its bucket's mean. Leave it
+        None when samples may arrive out of order.
         """
         self._check_running()
         assert self._seq is not None
         body = check_columns(boilers, boiler_idx, t_ms, columns)
+        watermark = check_watermark(watermark_ms, body.event_time_ms)
         now = self._now_ms()
         gateway, site = self.config.gateway, self.config.site
         seq = self._seq.peek  # encoded and measured before the number is taken
-        value = encode_columns(body, gateway=gateway, site=site, seq=seq, ingest_time_ms=now)
+        value = encode_columns(
+            body, gateway=gateway, site=site, seq=seq, ingest_time_ms=now, watermark_ms=watermark
+        )
         event_id = make_event_id(gateway, seq)
         key = self.config.hmac_key
         if key is not None:
@@ -306,6 +334,8 @@ class Gateway:
         boiler_idx: Sequence[int] | np.ndarray,
         t_ms: Sequence[int] | np.ndarray,
         columns: Mapping[str, Sequence[float | None] | np.ndarray],
+        *,
+        watermark_ms: int | None = None,
     ) -> EncodedFrame:
         """Seal a frame from columns (see `seal_columns`) and spool it; returns it.
 
@@ -314,7 +344,7 @@ class Gateway:
         """
         self._check_running()
         await self._seal_and_accept()
-        frame = self.seal_columns(boilers, boiler_idx, t_ms, columns)
+        frame = self.seal_columns(boilers, boiler_idx, t_ms, columns, watermark_ms=watermark_ms)
         await self._accept([frame])
         return frame
 

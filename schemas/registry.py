@@ -23,13 +23,19 @@ from heatstream.schemas.derived import (
 )
 from heatstream.schemas.envelope import Envelope
 from heatstream.schemas.health import HealthSample
-from heatstream.schemas.telemetry import TelemetryFrame, TelemetryFrameV1, upcast_frame_v1_to_v2
+from heatstream.schemas.telemetry import (
+    TelemetryFrame,
+    TelemetryFrameV1,
+    TelemetryFrameV2,
+    upcast_frame_v1_to_v2,
+    upcast_frame_v2_to_v3,
+)
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
 #: Raw event types: name -> version -> model. The highest version is current.
 RAW_VERSIONS: dict[str, dict[int, type[Envelope]]] = {
-    "telemetry.frame": {1: TelemetryFrameV1, 2: TelemetryFrame},
+    "telemetry.frame": {1: TelemetryFrameV1, 2: TelemetryFrameV2, 3: TelemetryFrame},
     "compute.job_started": {1: JobStarted},
     "compute.job_finished": {1: JobFinished},
     "compute.node_state": {1: NodeState},
@@ -39,6 +45,7 @@ RAW_VERSIONS: dict[str, dict[int, type[Envelope]]] = {
 #: (name, from_version) -> function producing the dict of version from_version + 1.
 UPCASTERS: dict[tuple[str, int], Upcaster] = {
     ("telemetry.frame", 1): upcast_frame_v1_to_v2,
+    ("telemetry.frame", 2): upcast_frame_v2_to_v3,
 }
 
 #: Derived event types, the dead-letter record and the processes' health samples (one

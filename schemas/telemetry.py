@@ -43,6 +43,7 @@ import numpy as np
 from pydantic import ConfigDict, Field, model_validator
 
 from heatstream.schemas.envelope import ID_PATTERN, Envelope
+from heatstream.schemas.errors import SchemaValidationError
 
 MAX_SAMPLES = 200_000  # per frame; bounds memory of a hostile or buggy message
 MAX_BOILERS = 4_096
@@ -116,13 +117,12 @@ def _channel_field(channel: Channel) -> Any:
     )
 
 
-class TelemetryFrame(Envelope):
-    """Columnar readings of the boilers behind one gateway (schema version 2)."""
+class _FrameBody(Envelope):
+    """What versions 2 and 3 of the frame share: everything but the watermark."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     schema_name: Literal["telemetry.frame"] = "telemetry.frame"
-    schema_version: Literal[2] = 2
     boilers: list[str] = Field(
         min_length=1,
         max_length=MAX_BOILERS,
@@ -155,7 +155,7 @@ class TelemetryFrame(Envelope):
     it_utilisation_pct: ChannelValues | None = _channel_field(CHANNELS[11])
 
     @model_validator(mode="after")
-    def _check_structure(self) -> TelemetryFrame:
+    def _check_structure(self) -> _FrameBody:
         # Whole-list checks in C first: walking every value in Python was ~9% of
         # the stream processor. Only a frame they reject is walked, so that the
         # message still names the first offender exactly as it always did.
@@ -226,6 +226,53 @@ class TelemetryFrame(Envelope):
         return found
 
 
+class TelemetryFrameV2(_FrameBody):
+    """Version 2 of the frame: version 3 without `watermark_ms`. Kept so old logs replay."""
+
+    schema_version: Literal[2] = 2
+
+
+class TelemetryFrame(_FrameBody):
+    """Columnar readings of the boilers behind one gateway (schema version 3).
+
+    Version 3 adds `watermark_ms`, the gateway's promise about what follows.
+    """
+
+    schema_version: Literal[3] = 3
+    watermark_ms: int | None = Field(
+        None,
+        description="the gateway's promise that none of its later frames carries a sample"
+        " measured before this time (ms since epoch UTC; at least event_time_ms and at most"
+        f" {MAX_SPAN_MS} ms after it). The sink then closes the means of the buckets it"
+        " completes without waiting for the next frame. Absent: no promise",
+    )
+
+    @model_validator(mode="after")
+    def _check_watermark(self) -> TelemetryFrame:
+        w = self.watermark_ms
+        if w is not None and not 0 <= w - self.event_time_ms <= MAX_SPAN_MS:
+            raise ValueError(
+                f"watermark_ms = {w} is outside [event_time_ms, event_time_ms + {MAX_SPAN_MS}]"
+                f" = [{self.event_time_ms}, {self.event_time_ms + MAX_SPAN_MS}]"
+            )
+        return self
+
+
+def upcast_frame_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    """A v2 frame as v3: the same fields, and no watermark (the gateway promised nothing).
+
+    Only the version changes, so the v3 model validates it once (a second full
+    validation as v2 would double the cost of replaying an old log); a v2 frame
+    that names a watermark is refused here, as v2 refuses any unknown field.
+    """
+    if "watermark_ms" in data:
+        raise SchemaValidationError(
+            f"telemetry.frame v2: watermark_ms = {reprlib.repr(data['watermark_ms'])}: not a field of"
+            " version 2 (it came with version 3)"
+        )
+    return {**data, "schema_version": 3}
+
+
 # `$` also matches before a final newline, so `is_identifier` accepts "b-1\n";
 # the "\n?" keeps that. Ids cannot hold ",", so the list matches as a whole
 # iff it splits into that many valid ids.
@@ -233,7 +280,7 @@ _ID_BODY = ID_PATTERN.removeprefix("^").removesuffix("$")
 _ID_LIST_RE = re.compile(rf"{_ID_BODY}\n?(?:,{_ID_BODY}\n?)*")
 
 
-def _structure_looks_valid(frame: TelemetryFrame) -> bool:
+def _structure_looks_valid(frame: _FrameBody) -> bool:
     """True only if `_check_structure_value_by_value` would pass; may say False for a
     frame it passes (a sum of finite values overflowing), which then costs a walk."""
     n = len(frame.dt_ms)
@@ -267,7 +314,7 @@ def _structure_looks_valid(frame: TelemetryFrame) -> bool:
     return present > 0
 
 
-def _check_structure_value_by_value(frame: TelemetryFrame) -> None:
+def _check_structure_value_by_value(frame: _FrameBody) -> None:
     """Raise ValueError naming the first defect of the frame's structure, if any."""
     n = len(frame.dt_ms)
     if len(frame.boiler_idx) != n:

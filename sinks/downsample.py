@@ -10,9 +10,12 @@ One `Downsampler` per raw partition; it depends only on the order of messages
 in that partition, like the worker's windows:
 
 * Buckets are aligned to multiples of the bucket length since the epoch.
-* Each gateway has a watermark (the highest event time it sent). A bucket is
-  closed, and its point emitted once, when its gateway's watermark passed its
-  end plus the lateness. Samples for a closed bucket are late: counted, not
+* Each gateway has a watermark: the highest event time it sent, or the
+  `watermark_ms` its frame declares if that is higher (the gateway's promise
+  that nothing measured before it follows). A bucket is closed, and its point
+  emitted once, when its gateway's watermark passed its end plus the lateness.
+  Without a declared watermark, the bucket a frame completes closes only when
+  the gateway's next frame arrives. Samples for a closed bucket are late: counted, not
   folded in (rewriting the bucket would replace its mean by that of the late
   samples alone). Per gateway, so one gateway's backlog never makes another's
   data late.
@@ -221,7 +224,8 @@ class Downsampler:
                 if block is None:
                     block = gw.open[chunk.start] = _Block()
                 block.fold(chunk, frame.site, offset, shadow)
-        gw.watermark = max(gw.watermark, t_max)
+        promised = frame.watermark_ms  # nothing measured before it follows (v3 frames)
+        gw.watermark = max(gw.watermark, t_max if promised is None else max(t_max, promised))
         self._partition_watermark = max(self._partition_watermark, gw.watermark)
         flushed = self._close(frame.gateway, gw, floor(gw.watermark - self.params.lateness_ms))
         flushed.extend(self._close_idle())

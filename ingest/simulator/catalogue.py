@@ -226,7 +226,7 @@ KINDS: tuple[FaultKind, ...] = (
         "malformed",
         "gateway",
         "bad messages: broken_json (truncated bytes), wrong_types (a reading as a string),"
-        " unknown_version (schema_version 3), each replacing one frame of the gateway;"
+        " unknown_version (schema_version 4), each replacing one frame of the gateway;"
         " out_of_range (one reading far outside its physical range, in a real frame);"
         " foreign_boiler (an extra frame naming a boiler another gateway owns)",
         "dead letters with reason decode_error / schema_violation / unknown_schema, a"

@@ -7,7 +7,8 @@ it dead-lettered:
 * broken_json: the frame's JSON cut short (at an ASCII byte, so the rest of the
   tooling can still show it as text);
 * wrong_types: one reading written as a string with its unit ("64.21 °C");
-* unknown_version: `schema_version` 3, newer than any release knows.
+* unknown_version: `schema_version` one above the current one (4), newer than any
+  release knows.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
+from heatstream.schemas.registry import current_version
 from heatstream.schemas.telemetry import CHANNEL_BY_NAME
 
 
@@ -36,6 +38,6 @@ def corrupt(message: bytes, subkind: str, rng: np.random.Generator) -> bytes:
         values[i] = f"{values[i]} {unit}"
         return orjson.dumps(data)
     if subkind == "unknown_version":
-        data["schema_version"] = 3
+        data["schema_version"] = current_version("telemetry.frame") + 1
         return orjson.dumps(data)
     raise ValueError(f"{subkind!r} is not a replacing malformed subkind")

@@ -44,7 +44,9 @@ def _body(steps: int = 4) -> dict[str, Any]:
     }
 
 
-def _model_bytes(frame: EncodedFrame, body: dict[str, Any]) -> bytes:
+def _model_bytes(
+    frame: EncodedFrame, body: dict[str, Any], watermark_ms: int | None = None
+) -> bytes:
     """What the model path writes for the same readings."""
     t = np.asarray(body["t_ms"])
     t0 = int(t.min())
@@ -63,6 +65,7 @@ def _model_bytes(frame: EncodedFrame, body: dict[str, Any]) -> bytes:
             "boiler_idx": [int(i) for i in body["boiler_idx"]],
             "dt_ms": [int(x) - t0 for x in t],
             **columns,
+            "watermark_ms": watermark_ms,
         }
     )
     return encode(model)
@@ -98,6 +101,46 @@ async def test_a_columnar_frame_is_byte_for_byte_the_model_frame(tmp_path: Path)
         await gw.flush()
     assert [v for _, _, v in broker.messages] == [frame.value, frame.value]
     assert broker.messages[0][1] == b"gw-01"
+
+
+async def test_a_watermark_goes_on_the_wire_as_the_model_writes_it(tmp_path: Path) -> None:
+    broker = FakeBroker()
+    async with _gateway(_config(tmp_path), broker) as gw:
+        body = _body()
+        end = T0 + 400  # the span the four 100 ms steps complete
+        frame = await gw.publish_columns(**body, watermark_ms=np.int64(end))
+        assert frame.value == _model_bytes(frame, body, watermark_ms=end)
+        assert frame.decode().watermark_ms == end
+        await gw.add_sample("boiler-0001", T0 + 400, {"supply_temp_c": 61.0})
+        sealed = gw.seal(watermark_ms=T0 + 1400)
+        assert sealed is not None and sealed.watermark_ms == T0 + 1400
+        assert decode_raw(encode(sealed)) == sealed
+        await gw.flush()
+    assert broker.events()[0].watermark_ms == end
+
+
+@pytest.mark.parametrize(
+    ("watermark", "message"),
+    [
+        (T0 - 1, f"watermark_ms = {T0 - 1} is outside [{T0}, {T0 + MAX_SPAN_MS}]"),
+        (T0 + MAX_SPAN_MS + 1, f"watermark_ms = {T0 + MAX_SPAN_MS + 1} is outside"),
+        (True, "watermark_ms = True is not an integer"),
+        (float(T0), f"watermark_ms = {float(T0)!r} is not an integer"),
+    ],
+)
+async def test_a_watermark_that_cannot_go_with_the_frame_is_named(
+    tmp_path: Path, watermark: Any, message: str
+) -> None:
+    async with _gateway(_config(tmp_path), FakeBroker()) as gw:
+        with pytest.raises(SampleError) as info:
+            gw.seal_columns(**_body(), watermark_ms=watermark)
+        assert message in str(info.value)
+        await gw.add_sample("boiler-0001", T0, {"supply_temp_c": 61.0})
+        with pytest.raises(SampleError) as info:
+            gw.seal(watermark_ms=watermark)
+        assert message in str(info.value)
+        assert gw.next_seq == 0  # no number burnt
+        assert gw.seal(watermark_ms=T0) is not None
 
 
 async def test_publish_columns_keeps_the_order_readings_were_handed_over(tmp_path: Path) -> None:

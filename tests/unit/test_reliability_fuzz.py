@@ -67,7 +67,7 @@ def frame_data(gateway: str, seq: int, t0: int, n: int = 3) -> dict[str, Any]:
     idx = [b for _ in range(n) for b in range(len(boilers))]
     k = len(idx)
     return {
-        "schema_name": "telemetry.frame", "schema_version": 2, "gateway": gateway, "seq": seq,
+        "schema_name": "telemetry.frame", "schema_version": 3, "gateway": gateway, "seq": seq,
         "site": gw.site, "event_time_ms": t0, "ingest_time_ms": t0 + 50, "boilers": boilers,
         "boiler_idx": idx, "dt_ms": [i * 1000 for i in range(n) for _ in boilers],
         "supply_temp_c": [64.5] * k, "return_temp_c": [44.0] * k, "flow_lpm": [12.0] * k,
@@ -377,8 +377,8 @@ def hostile_documents() -> list[Bad]:
             (k, b"null", {"decode_error"}, "null"), (k, b"0", {"decode_error"}, "number"),
             (k, b'""', {"decode_error"}, "string"), (k, b"", {"decode_error"}, "empty"),
             (k, b" \n\t", {"decode_error"}, "whitespace"), (k, b"{}", US, "{}"),
-            (k, _replace(raw, b'"schema_version":2', b'"schema_version":3'), US, "future version"),
-            (k, _replace(raw, b'"schema_version":2', b'"schema_version":1'), SV, "v2 body as v1"),
+            (k, _replace(raw, b'"schema_version":3', b'"schema_version":4'), US, "future version"),
+            (k, _replace(raw, b'"schema_version":3', b'"schema_version":1'), SV, "v3 body as v1"),
             (k, _replace(raw, b'"telemetry.frame"', b'"telemetry.frame.v9"'), US, "unknown name"),
             (None, raw, {"key_mismatch"}, "no Kafka key"), (b"", raw, {"key_mismatch"}, "empty key"),
             (b"\xff" * 300, raw, {"key_mismatch"}, "binary key"),
@@ -551,7 +551,7 @@ def extreme_frame(draw: st.DrawFn, seq: int, t_range: tuple[int, int]) -> bytes:
     boilers = draw(st.permutations(list(gw.boilers)))
     channels = draw(st.sets(st.sampled_from(CHANNEL_NAMES), min_size=1))
     data: dict[str, Any] = {
-        "schema_name": "telemetry.frame", "schema_version": 2, "gateway": gateway,
+        "schema_name": "telemetry.frame", "schema_version": 3, "gateway": gateway,
         "seq": draw(st.integers(0, 2**62)) if seq < 0 else seq, "site": gw.site,
         "event_time_ms": draw(st.integers(*t_range)),
         "ingest_time_ms": draw(st.integers(MIN_TIME_MS, MAX_TIME_MS)), "boilers": boilers,

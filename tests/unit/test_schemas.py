@@ -22,7 +22,7 @@ from heatstream.schemas.errors import DecodeError, SchemaValidationError, Unknow
 from heatstream.schemas.export import json_schemas
 from heatstream.schemas.registry import RAW_VERSIONS, all_models
 from heatstream.schemas.serde import decode_derived, decode_raw, encode
-from heatstream.schemas.telemetry import CHANNEL_NAMES, M3H_TO_LPM, TelemetryFrame
+from heatstream.schemas.telemetry import CHANNEL_NAMES, M3H_TO_LPM, MAX_SPAN_MS, TelemetryFrame
 
 T0 = 1_768_435_200_000  # 2026-01-15T00:00:00Z
 
@@ -49,6 +49,9 @@ def frames(draw: st.DrawFn) -> TelemetryFrame:
     }
     for name in channels:
         data[name] = draw(st.lists(st.none() | finite, min_size=n, max_size=n))
+    watermark = draw(st.none() | st.integers(0, MAX_SPAN_MS))
+    if watermark is not None:
+        data["watermark_ms"] = data["event_time_ms"] + watermark
     return TelemetryFrame.model_validate(data)
 
 
@@ -219,7 +222,7 @@ def test_out_of_range_readings_are_reported_not_rejected() -> None:
         (b"\xff\xfe{}", DecodeError, "decode_error"),
         (b"[1, 2]", DecodeError, "decode_error"),
         (
-            b'{"schema_name": "telemetry.frame", "schema_version": 3}',
+            b'{"schema_name": "telemetry.frame", "schema_version": 4}',
             UnknownSchemaError,
             "unknown_schema",
         ),
@@ -239,10 +242,10 @@ def test_undecodable_messages_have_a_reason(raw: bytes, error: type, reason: str
 
 def test_future_version_says_upgrade() -> None:
     with pytest.raises(UnknownSchemaError, match="newer than this release"):
-        decode_raw(b'{"schema_name": "telemetry.frame", "schema_version": 3}')
+        decode_raw(b'{"schema_name": "telemetry.frame", "schema_version": 4}')
 
 
-def test_v1_frame_is_upcast_to_v2() -> None:
+def test_v1_frame_is_upcast_to_the_current_version() -> None:
     v1 = {
         "schema_name": "telemetry.frame",
         "schema_version": 1,
@@ -260,7 +263,8 @@ def test_v1_frame_is_upcast_to_v2() -> None:
     }
     f = decode_raw(orjson.dumps(v1))
     assert isinstance(f, TelemetryFrame)
-    assert f.schema_version == 2
+    assert f.schema_version == 3
+    assert f.watermark_ms is None
     assert f.event_id == "gw-old:12"
     assert f.boilers == ["boiler-0001"]
     assert f.boiler_idx == [0, 0, 0]
@@ -269,6 +273,46 @@ def test_v1_frame_is_upcast_to_v2() -> None:
     # 0.6 m³/h = 600 L / 60 min = 10 L/min
     assert f.flow_lpm == [pytest.approx(10.0), None, pytest.approx(15.0)]
     assert pytest.approx(10.0) == 0.6 * M3H_TO_LPM
+
+
+def test_v2_frame_is_read_as_v3_without_a_watermark() -> None:
+    v3 = orjson.loads(encode(frame()))
+    v2 = {**v3, "schema_version": 2}
+    f = decode_raw(orjson.dumps(v2))
+    assert f == frame()
+    assert f.schema_version == 3
+    assert f.watermark_ms is None
+    # v2 never had the field: naming it is refused, as v2 refuses any unknown field.
+    with pytest.raises(SchemaValidationError, match=r"telemetry\.frame v2: watermark_ms = 123"):
+        decode_raw(orjson.dumps({**v2, "watermark_ms": 123}))
+
+
+def test_watermark_is_written_last_and_round_trips() -> None:
+    f = frame(watermark_ms=T0 + 2000)
+    raw = encode(f)
+    assert raw.endswith(b',"watermark_ms":%d}' % (T0 + 2000))
+    assert decode_raw(raw).watermark_ms == T0 + 2000
+    assert b"watermark_ms" not in encode(frame())  # absent: no promise, not null
+
+
+@pytest.mark.parametrize(
+    ("watermark", "message"),
+    [
+        (T0 - 1, f"watermark_ms = {T0 - 1} is outside \\[event_time_ms, "),
+        (T0 + MAX_SPAN_MS + 1, f"watermark_ms = {T0 + MAX_SPAN_MS + 1} is outside"),
+        (True, "watermark_ms = True"),
+        ("2000", "watermark_ms = '2000'"),
+    ],
+)
+def test_a_watermark_before_the_frame_or_far_after_it_is_refused(
+    watermark: object, message: str
+) -> None:
+    good = orjson.loads(encode(frame()))
+    with pytest.raises(SchemaValidationError, match=message):
+        decode_raw(orjson.dumps({**good, "watermark_ms": watermark}))
+    assert decode_raw(orjson.dumps({**good, "watermark_ms": T0})).watermark_ms == T0
+    limit = T0 + MAX_SPAN_MS
+    assert decode_raw(orjson.dumps({**good, "watermark_ms": limit})).watermark_ms == limit
 
 
 def test_malformed_v1_frame_is_reported_against_v1() -> None:
@@ -325,10 +369,12 @@ def test_every_type_exports_a_json_schema() -> None:
     assert set(schemas) == set(all_models())
     for name in RAW_VERSIONS:
         assert f"{name}.v{max(RAW_VERSIONS[name])}" in schemas
-    frame_schema = schemas["telemetry.frame.v2"]
+    frame_schema = schemas["telemetry.frame.v3"]
     assert frame_schema["$schema"].endswith("2020-12/schema")
     assert "L/min" in frame_schema["properties"]["flow_lpm"]["description"]
     assert {"boilers", "boiler_idx", "dt_ms", "gateway", "seq"} <= set(frame_schema["required"])
+    assert "watermark_ms" not in frame_schema["required"]
+    assert "watermark_ms" not in schemas["telemetry.frame.v2"]["properties"]
 
 
 def test_an_issue_that_opens_then_closes_gets_two_ids() -> None:

@@ -232,3 +232,73 @@ def test_every_sample_lands_in_exactly_one_bucket(bucket_s: int) -> None:
     )
     assert sum(int(f.point.fields["samples"]) for f in out) == expected_samples
     assert ds.counters.late_samples == 0
+
+
+# -- declared watermarks (v3 frames) ----------------------------------------------
+
+
+def promising(f: TelemetryFrame, watermark_ms: int) -> TelemetryFrame:
+    return f.model_copy(update={"watermark_ms": watermark_ms})
+
+
+def test_a_watermark_closes_the_bucket_its_frame_completes() -> None:
+    params = DownsampleParams(bucket_ms=1000, lateness_ms=0, idle_ms=60_000)
+    plain, promised = Downsampler(params), Downsampler(params)
+    first = frame("gw", 1, [T0 + 40, T0 + 540], ["b1"], [60.0, 61.0])
+    assert plain.add(first, offset=0) == []  # complete, but nothing says so
+    out = promised.add(promising(first, T0 + 1000), offset=0)
+    assert values(out) == {("b1", T0): {"supply_temp_c": 60.5, "samples": 2, "quarantined": 0}}
+    # Without the promise the same point lands only with the next frame.
+    second = frame("gw", 2, [T0 + 1040], ["b1"], [62.0])
+    assert values(plain.add(second, offset=1)) == values(out)
+    assert promised.add(promising(second, T0 + 2000), offset=1)[0].point.fields["samples"] == 1
+
+
+def test_a_watermark_still_waits_out_the_lateness() -> None:
+    ds = Downsampler(PARAMS)  # 10 s buckets, 5 s lateness
+    assert ds.add(promising(frame("gw", 1, [T0], ["b1"], [60.0]), T0 + 14_999), 0) == []
+    (out,) = ds.add(promising(frame("gw", 2, [T0 + 14_999], ["b1"], [1.0]), T0 + 15_000), 1)
+    assert out.point.time_ns // 1_000_000 == T0 and out.point.fields["samples"] == 1
+
+
+def test_a_sample_breaking_the_promise_is_late() -> None:
+    params = DownsampleParams(bucket_ms=1000, lateness_ms=0, idle_ms=60_000)
+    ds = Downsampler(params)
+    (out,) = ds.add(promising(frame("gw", 1, [T0 + 10], ["b1"], [60.0]), T0 + 2000), 0)
+    assert out.point.fields == {"supply_temp_c": 60.0, "samples": 1, "quarantined": 0}
+    assert ds.add(frame("gw", 2, [T0 + 1500, T0 + 2100], ["b1"], [70.0, 71.0]), 1) == []
+    assert ds.counters.late_samples == 1  # T0 + 1500 was promised away; T0 + 2100 is kept
+    (later,) = ds.add(frame("gw", 3, [T0 + 3000], ["b1"], [72.0]), 2)
+    assert later.point.fields == {"supply_temp_c": 71.0, "samples": 1, "quarantined": 0}
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 1000), bucket_s=st.sampled_from([1, 10]), lateness_s=st.sampled_from([0, 5])
+)
+def test_kept_promises_change_when_points_land_never_their_values(
+    seed: int, bucket_s: int, lateness_s: int
+) -> None:
+    params = DownsampleParams(
+        bucket_ms=bucket_s * 1000, lateness_ms=lateness_s * 1000, idle_ms=600_000
+    )
+    log = fleet_log(seed)
+    # Each gateway's 1 s frame covers [first sample, first sample + 1 s): nothing older follows.
+    kept = [promising(f, f.event_time_ms + 1000) for f in log]
+
+    def landed(
+        frames: list[TelemetryFrame],
+    ) -> dict[tuple[str, int], tuple[int, dict[str, object]]]:
+        ds = Downsampler(params)
+        return {
+            key: (i, fields)
+            for i, fr in enumerate(frames)
+            for key, fields in values(ds.add(fr, i)).items()
+        }
+
+    plain, promised = landed(log), landed(kept)
+    assert set(plain) <= set(promised)  # and the buckets the promise completes at the end
+    for key, (offset, fields) in plain.items():
+        assert promised[key][1] == fields
+        assert promised[key][0] <= offset
+    assert any(promised[key][0] < offset for key, (offset, _) in plain.items())
