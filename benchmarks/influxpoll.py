@@ -26,6 +26,7 @@ class BucketWatch:
     bucket_ms: int
     expected: int  # points per bucket when complete
     first_ms: int  # first bucket start
+    where: str = ""  # an InfluxQL condition on tags: watch only the series it selects
     seen: dict[int, int] = field(default_factory=dict)  # bucket start -> count
     last_poll_ms: float | None = None
     arrivals: list[tuple[int, int, float]] = field(default_factory=list)  # (bucket, n, wall ms)
@@ -41,9 +42,10 @@ class BucketWatch:
 
     def query(self) -> str:
         lo = self.lowest_open()
+        tags = f" AND ({self.where})" if self.where else ""
         return (
-            f'SELECT count("{self.field_name}") FROM "{self.measurement}" WHERE time >= {lo}ms '
-            f"GROUP BY time({self.bucket_ms}ms) fill(none)"
+            f'SELECT count("{self.field_name}") FROM "{self.measurement}" WHERE time >= {lo}ms'
+            f"{tags} GROUP BY time({self.bucket_ms}ms) fill(none)"
         )
 
     def update(self, rows: list[list[object]], asked_ms: float) -> None:
