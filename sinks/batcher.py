@@ -57,6 +57,11 @@ class Batcher:
     def pending(self) -> int:
         return len(self._points)
 
+    @property
+    def opened(self) -> bool:
+        """Whether something was collected (points, dead letters or offsets to commit)."""
+        return self._opened_at is not None
+
     def _open(self) -> None:
         if self._opened_at is None:
             self._opened_at = self._clock()

@@ -249,7 +249,12 @@ class Sink:
             records = await consumer.getmany(
                 timeout_ms=int(wait_s * 1000), max_records=self.options.max_records
             )
+            caught_up = sum(map(len, records.values())) < self.options.max_records
             for tp, messages in records.items():
+                highwater = consumer.highwater(tp)
+                caught_up = (
+                    caught_up and highwater is not None and messages[-1].offset + 1 >= highwater
+                )
                 if tp.topic == self.raw_topic:
                     position = self.raw.take(tp, messages, self.batcher.add)
                     if position is not None:
@@ -258,7 +263,10 @@ class Sink:
                         self.batcher.touch()
                 else:
                     self._take_derived(tp, messages)
-            if self.batcher.due():
+            # Everything there is to read has been read: waiting longer would only add
+            # latency (live, a gateway's next frame is a frame span away). Behind the
+            # log's end (a replay, a backlog), batches still fill up to batch_size.
+            if self.batcher.due() or (caught_up and self.batcher.opened):
                 self._seal()
             self._apply_backpressure()
 

@@ -17,7 +17,8 @@ class SinkOptions(BaseModel):
     flush_interval_s: float = Field(
         1.0,
         gt=0,
-        description="a non-empty batch is written at the latest this long after it opened",
+        description="a non-empty batch is written at the latest this long after it opened, and"
+        " as soon as the sink has read every message there is to read",
     )
     max_in_flight_points: int = Field(
         50_000,

@@ -137,3 +137,57 @@ async def test_downsampled_means_survive_a_sink_crash(
     for key, (mean, n) in expected.items():
         assert got[key][1] == n, f"bucket {key} has {got[key][1]} samples, not {n}"
         assert got[key][0] == pytest.approx(mean, rel=1e-12)
+
+
+async def test_a_watermarked_frame_lands_its_bucket_without_waiting_for_more(
+    stack: EmbeddedStack, unique_name: Callable[[str], str]
+) -> None:
+    # The frame's watermark closes its bucket (no later frame is ever sent), and the
+    # sink, having read everything there is, writes at once: not after its flush
+    # interval (an hour here) nor when a batch fills up.
+    settings = await isolated(stack, unique_name("wm"))
+    options = SinkOptions(
+        flush_interval_s=3600,
+        batch_size=5000,
+        session_timeout_s=6,
+        downsample_s=1,
+        lateness_s=0,
+    )
+    second = T0 + 7000
+    frame = TelemetryFrame(
+        gateway="gw0",
+        seq=1,
+        site="s1",
+        event_time_ms=second + 20,
+        ingest_time_ms=second + 1000,
+        boilers=["gw0-a", "gw0-b"],
+        boiler_idx=[0, 1, 0, 1],
+        dt_ms=[0, 5, 500, 505],
+        supply_temp_c=[60.0, 40.0, 61.0, 41.0],
+        watermark_ms=second + 1000,
+    )
+    raw = topics.topic_name(topics.RAW_EVENTS, settings.kafka.topic_prefix)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka.bootstrap, enable_idempotence=False
+    )
+    await producer.start()
+    sink = build_sink(settings, options)
+    stop = asyncio.Event()
+    run = asyncio.create_task(sink.run(stop))
+    try:
+        await producer.send_and_wait(raw, encode(frame), key=b"gw0")
+
+        async def landed() -> bool:
+            rows = await query(settings, "SELECT supply_temp_c, samples, boiler FROM telemetry")
+            return len(rows) == 2
+
+        await eventually(landed, 60)
+    finally:
+        stop.set()
+        await asyncio.wait_for(run, 30)
+        await producer.stop()
+    rows = await query(settings, "SELECT supply_temp_c, samples, boiler FROM telemetry")
+    assert sorted((r[3], r[0], r[1], r[2]) for r in rows) == [
+        ("gw0-a", second, 60.5, 2),
+        ("gw0-b", second, 40.5, 2),
+    ]
