@@ -39,6 +39,7 @@ from heatstream.schemas.topics import (
     topic_name,
 )
 from heatstream.settings import Settings
+from heatstream.streams.faust_fixes import fix_gap_commits
 from heatstream.streams.health import WorkerHealth
 from heatstream.streams.params import processor_params  # still importable from here
 from heatstream.streams.probes import LatencySensor, consumer_lag
@@ -65,6 +66,7 @@ def build_app(
     settings: Settings, inventory: Inventory, *, datadir: Path | None = None
 ) -> faust.App:
     """A Faust app for these settings; nothing connects until it is started."""
+    fix_gap_commits()  # see streams/faust_fixes.py: restarts stalled 34-88 s without it
     kafka = settings.kafka
     app = faust.App(
         settings.app_id,
