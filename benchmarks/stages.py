@@ -120,11 +120,15 @@ def run_stages(
     ceiling = "aiokafka_consume_readings_per_s"
     steady = f"steady state: messages {warm}..{len(messages)} of {len(messages)} timed"
 
-    # decode + validate: no state, every message
-    def decode() -> list[Any]:
-        return [decode_and_authorise(v, k, inventory) for k, v in messages]
+    # decode + validate: no state, every message. Each event is dropped once decoded,
+    # as in the worker: keeping all 2,200 (their ~3 M floats) for the next stage made
+    # the garbage collector's passes part of this figure, about halving it.
+    def decode() -> None:
+        for k, v in messages:
+            decode_and_authorise(v, k, inventory)
 
-    t_decode, frames = timed(decode)
+    t_decode, _ = timed(decode)
+    frames = [decode_and_authorise(v, k, inventory) for k, v in messages]
     figures.append(
         Figure(
             "decode_readings_per_s",
