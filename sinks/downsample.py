@@ -22,7 +22,10 @@ in that partition, like the worker's windows:
 * A silent gateway would keep its buckets open forever (and, see below, hold
   the partition's committed offset back): once the partition's event time is
   `idle` ahead of it, its open buckets are closed.
-* A frame seen twice (same gateway and seq, e.g. a gateway retry) counts once.
+* A frame seen twice (same gateway and seq, e.g. a gateway retry) counts once. A
+  retry arriving once its buckets are closed (up to `SEEN_MS` later) counts as a
+  duplicate too, not as late samples: a frame that declares a watermark closes its
+  own buckets, so any retry of it comes after.
 
 Restarts. The consumer commits a raw partition only up to the first message
 that fed a still-open bucket (`open_first_offset`), so after a restart or a
@@ -48,6 +51,9 @@ from heatstream.schemas.telemetry import CHANNELS, TelemetryFrame
 from heatstream.sinks.lineprotocol import FieldValue, Point
 
 MEASUREMENT = "telemetry"
+#: How long, in event time after its buckets closed, a frame's seq is remembered so
+#: that a retry of it, all of whose samples are then late, counts as a duplicate.
+SEEN_MS = 60_000
 _FAR_PAST = -(2**62)
 _N = len(CHANNELS)
 _NAMES = [c.name for c in CHANNELS]
@@ -171,10 +177,13 @@ class _Block:
 
 @dataclass(slots=True)
 class _Gateway:
-    watermark: int = _FAR_PAST
+    watermark: int = _FAR_PAST  # its latest sample, or its declared watermark if later
+    latest: int = _FAR_PAST  # its latest sample
     closed_before: int = _FAR_PAST  # buckets starting before this are closed
     open: dict[int, _Block] = field(default_factory=dict)  # by bucket start
     seen: dict[int, int] = field(default_factory=dict)  # seq -> last bucket start it touched
+    # the same, for frames whose buckets are all closed, for SEEN_MS after
+    retired: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -204,11 +213,15 @@ class Downsampler:
         if frame.seq in gw.seen:
             self.counters.duplicate_frames += 1
             return []
-        self.counters.frames += 1
         t = frame.t_ms
         floor = self.params.floor
         t_max = int(t.max())
         first, last = floor(int(t.min())), floor(t_max)
+        if last < gw.closed_before and frame.seq in gw.retired:
+            # Every sample late, and its seq was seen before the buckets closed: a retry.
+            self.counters.duplicate_frames += 1
+            return []
+        self.counters.frames += 1
         gw.seen[frame.seq] = last
         if first >= gw.closed_before:  # the usual case: no sample is late
             accepted = None
@@ -224,9 +237,11 @@ class Downsampler:
                 if block is None:
                     block = gw.open[chunk.start] = _Block()
                 block.fold(chunk, frame.site, offset, shadow)
+        gw.latest = max(gw.latest, t_max)
         promised = frame.watermark_ms  # nothing measured before it follows (v3 frames)
-        gw.watermark = max(gw.watermark, t_max if promised is None else max(t_max, promised))
-        self._partition_watermark = max(self._partition_watermark, gw.watermark)
+        gw.watermark = max(gw.watermark, gw.latest, _FAR_PAST if promised is None else promised)
+        # Measured time only: a gateway's promise says nothing about the others.
+        self._partition_watermark = max(self._partition_watermark, gw.latest)
         flushed = self._close(frame.gateway, gw, floor(gw.watermark - self.params.lateness_ms))
         flushed.extend(self._close_idle())
         return flushed
@@ -322,7 +337,12 @@ class Downsampler:
         starts = sorted(s for s in gw.open if s < before)
         out = self._points(gateway, [(s, gw.open.pop(s)) for s in starts]) if starts else []
         self.counters.buckets_closed += len(out)
+        for seq, last in gw.seen.items():
+            if last < before:
+                gw.retired[seq] = last
         gw.seen = {seq: last for seq, last in gw.seen.items() if last >= before}
+        keep = before - SEEN_MS
+        gw.retired = {seq: last for seq, last in gw.retired.items() if last >= keep}
         return out
 
     def _close_idle(self) -> list[Flushed]:
@@ -333,11 +353,11 @@ class Downsampler:
         self._idle_checked_at = now
         out: list[Flushed] = []
         for gateway, gw in self._gateways.items():
-            if gw.open and self._partition_watermark - gw.watermark >= self.params.idle_ms:
+            if gw.open and self._partition_watermark - gw.latest >= self.params.idle_ms:
+                # Up to its latest sample's bucket: a watermark on a bucket boundary
+                # promised nothing about the bucket that starts there.
                 out.extend(
-                    self._close(
-                        gateway, gw, self.params.floor(gw.watermark) + self.params.bucket_ms
-                    )
+                    self._close(gateway, gw, self.params.floor(gw.latest) + self.params.bucket_ms)
                 )
         return out
 

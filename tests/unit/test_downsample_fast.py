@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from heatstream.schemas.telemetry import CHANNELS, TelemetryFrame
 from heatstream.sinks.downsample import (
     MEASUREMENT,
+    SEEN_MS,
     DownsampleCounters,
     DownsampleParams,
     Downsampler,
@@ -50,9 +51,11 @@ class _Bucket:
 @dataclass(slots=True)
 class _Gateway:
     watermark: int = _FAR_PAST
+    latest: int = _FAR_PAST
     closed_before: int = _FAR_PAST
     open: dict[tuple[str, int], _Bucket] = field(default_factory=dict)
     seen: dict[int, int] = field(default_factory=dict)
+    retired: dict[int, int] = field(default_factory=dict)
 
 
 class Reference:
@@ -65,19 +68,23 @@ class Reference:
 
     def add(self, frame: TelemetryFrame, offset: int, *, shadow: bool = False) -> list[Flushed]:
         gw = self._gateways.setdefault(frame.gateway, _Gateway())
-        if frame.seq in gw.seen:
+        t = frame.t_ms
+        starts = t - t % self.params.bucket_ms
+        accepted = starts >= gw.closed_before
+        # a retry (seq seen) of a frame whose buckets are open, or all closed since
+        if frame.seq in gw.seen or (frame.seq in gw.retired and not accepted.any()):
             self.counters.duplicate_frames += 1
             return []
         self.counters.frames += 1
-        t = frame.t_ms
-        starts = t - t % self.params.bucket_ms
         gw.seen[frame.seq] = int(starts.max())
-        accepted = starts >= gw.closed_before
         self.counters.late_samples += int(t.size - accepted.sum())
         if accepted.any():
             self._fold(gw, frame, starts, accepted, offset, shadow)
-        gw.watermark = max(gw.watermark, int(t.max()))
-        self._partition_watermark = max(self._partition_watermark, gw.watermark)
+        gw.latest = max(gw.latest, int(t.max()))
+        # the gateway's own buckets close on its promise too; the partition's clock and
+        # the idle rule go by measured time only
+        gw.watermark = max(gw.watermark, gw.latest, frame.watermark_ms or _FAR_PAST)
+        self._partition_watermark = max(self._partition_watermark, gw.latest)
         flushed = self._close(
             frame.gateway, gw, self.params.floor(gw.watermark - self.params.lateness_ms)
         )
@@ -153,7 +160,9 @@ class Reference:
             if not bucket.tainted:
                 self.counters.buckets_closed += 1
                 out.append(Flushed(_point(key[0], key[1], bucket), gateway, bucket.first_offset))
+        gw.retired.update((seq, last) for seq, last in gw.seen.items() if last < before)
         gw.seen = {seq: last for seq, last in gw.seen.items() if last >= before}
+        gw.retired = {seq: last for seq, last in gw.retired.items() if last >= before - SEEN_MS}
         return out
 
     def _close_idle(self) -> list[Flushed]:
@@ -163,11 +172,9 @@ class Reference:
         self._idle_checked_at = now
         out: list[Flushed] = []
         for gateway, gw in self._gateways.items():
-            if gw.open and self._partition_watermark - gw.watermark >= self.params.idle_ms:
+            if gw.open and self._partition_watermark - gw.latest >= self.params.idle_ms:
                 out.extend(
-                    self._close(
-                        gateway, gw, self.params.floor(gw.watermark) + self.params.bucket_ms
-                    )
+                    self._close(gateway, gw, self.params.floor(gw.latest) + self.params.bucket_ms)
                 )
         return out
 
@@ -267,6 +274,10 @@ def frames(draw: st.DrawFn) -> tuple[TelemetryFrame, int, bool]:
         boiler_idx=boiler_idx,
         dt_ms=dt_ms,
         **columns,
+        # sometimes a promise: up to the frame's last sample, to a bucket boundary, or past
+        watermark_ms=draw(
+            st.none() | st.sampled_from([t0 + max(dt_ms), t0 + 10_000 - t0 % 10_000, t0 + 25_000])
+        ),
     )
     return frame, draw(st.integers(0, 500)), draw(st.integers(0, 9)) == 0
 

@@ -302,3 +302,38 @@ def test_kept_promises_change_when_points_land_never_their_values(
         assert promised[key][1] == fields
         assert promised[key][0] <= offset
     assert any(promised[key][0] < offset for key, (offset, _) in plain.items())
+
+
+def test_a_retry_of_a_frame_that_closed_its_own_bucket_is_a_duplicate() -> None:
+    params = DownsampleParams(bucket_ms=1000, lateness_ms=0, idle_ms=60_000)
+    ds = Downsampler(params)
+    sent = promising(frame("gw", 1, [T0 + 10], ["b1"], [60.0]), T0 + 1000)
+    assert len(ds.add(sent, 0)) == 1  # its watermark closed its bucket at once
+    assert ds.add(sent, 1) == []  # the gateway sent it again
+    assert (ds.counters.duplicate_frames, ds.counters.late_samples) == (1, 0)
+
+
+def test_a_watermark_on_a_boundary_does_not_close_the_next_bucket_when_idle() -> None:
+    params = DownsampleParams(bucket_ms=10_000, lateness_ms=5_000, idle_ms=60_000)
+    ds = Downsampler(params)
+    # Its bucket [T0, T0 + 10 s) stays open for the lateness; nothing is promised after it.
+    ds.add(promising(frame("quiet", 1, [T0 + 5000], ["q1"], [60.0]), T0 + 10_000), 0)
+    # Another gateway's time runs on: "quiet" is idle, and its open bucket is closed.
+    (idle,) = ds.add(frame("busy", 1, [T0 + 80_000], ["b1"], [50.0]), 1)
+    assert idle.point.tags["boiler"] == "q1" and idle.point.time_ns == T0 * 1_000_000
+    ds.add(frame("quiet", 2, [T0 + 10_500], ["q1"], [61.0]), 2)
+    assert ds.counters.late_samples == 0
+    (out,) = ds.add(frame("quiet", 3, [T0 + 25_000], ["q1"], [62.0]), 3)
+    assert out.point.fields["samples"] == 1 and out.point.fields["supply_temp_c"] == 61.0
+
+
+def test_a_promise_does_not_make_other_gateways_idle() -> None:
+    params = DownsampleParams(bucket_ms=10_000, lateness_ms=0, idle_ms=60_000)
+    ds = Downsampler(params)
+    ds.add(frame("other", 1, [T0 + 1000], ["o1"], [40.0]), 0)
+    # A gateway promises an hour ahead (say, before maintenance): only its own buckets close.
+    ds.add(promising(frame("early", 1, [T0 + 2000], ["e1"], [60.0]), T0 + 3_600_000), 1)
+    assert ds.add(frame("other", 2, [T0 + 5000], ["o1"], [42.0]), 2) == []
+    assert ds.counters.late_samples == 0
+    (out,) = ds.add(frame("other", 3, [T0 + 10_000], ["o1"], [44.0]), 3)
+    assert out.point.fields["samples"] == 2 and out.point.fields["supply_temp_c"] == 41.0
