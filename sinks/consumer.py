@@ -66,6 +66,7 @@ DERIVED_TOPICS = (
     topics.HEALTH,
 )
 _POLL_S = 0.5
+_WRITER_CHECK_S = 0.02  # caught up with a batch open: how often to look if the writer is idle
 
 
 def _now_ms() -> int:
@@ -121,6 +122,8 @@ class Sink:
         self._positions: dict[TopicPartition, int] = {}  # next offset after what was processed
         self._floor: dict[TopicPartition, int] = {}  # never commit below the start position
         self._committed: dict[TopicPartition, int] = {}
+        self._read_to: dict[TopicPartition, int] = {}  # offset after the last message read
+        self._caught_up = False  # read to the end since the last seal
         self._dirty: set[TopicPartition] = set()
         self._stop_consuming = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
@@ -246,15 +249,13 @@ class Sink:
         while not self._stop_consuming.is_set():
             left = self.batcher.seconds_left()
             wait_s = _POLL_S if left is None else min(_POLL_S, left)
+            if self._caught_up and self.batcher.opened:
+                wait_s = min(wait_s, _WRITER_CHECK_S)  # to seal once the writer is idle
             records = await consumer.getmany(
                 timeout_ms=int(wait_s * 1000), max_records=self.options.max_records
             )
-            caught_up = sum(map(len, records.values())) < self.options.max_records
             for tp, messages in records.items():
-                highwater = consumer.highwater(tp)
-                caught_up = (
-                    caught_up and highwater is not None and messages[-1].offset + 1 >= highwater
-                )
+                self._read_to[tp] = messages[-1].offset + 1
                 if tp.topic == self.raw_topic:
                     position = self.raw.take(tp, messages, self.batcher.add)
                     if position is not None:
@@ -263,12 +264,31 @@ class Sink:
                         self.batcher.touch()
                 else:
                     self._take_derived(tp, messages)
+            if records:
+                self._caught_up = self._at_end(consumer)
             # Everything there is to read has been read: waiting longer would only add
-            # latency (live, a gateway's next frame is a frame span away). Behind the
-            # log's end (a replay, a backlog), batches still fill up to batch_size.
-            if self.batcher.due() or (caught_up and self.batcher.opened):
+            # latency (live, a gateway's next frame is a frame span away). Sealed when
+            # the writer is idle, so that while a write is in flight the next batch
+            # grows; behind the log's end (a replay, a backlog) batches fill up.
+            if self.batcher.due() or (
+                self._caught_up and self.batcher.opened and self._writer_idle()
+            ):
                 self._seal()
+                self._caught_up = False
             self._apply_backpressure()
+
+    def _at_end(self, consumer: AIOKafkaConsumer) -> bool:
+        """Whether every assigned partition has been read up to its high watermark."""
+        paused = consumer.paused()
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            read_to = self._read_to.get(tp, self._floor.get(tp, 0))
+            if tp in paused or highwater is None or read_to < highwater:
+                return False
+        return True
+
+    def _writer_idle(self) -> bool:
+        return self._in_flight == 0 and self._queue.empty()
 
     def _take_derived(self, tp: TopicPartition, messages: list[ConsumerRecord[Any, Any]]) -> None:
         for m in messages:
@@ -406,7 +426,7 @@ class Sink:
         while (self._in_flight or not self._queue.empty()) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         for tp in revoked:
-            for table in (self._positions, self._floor, self._committed):
+            for table in (self._positions, self._floor, self._committed, self._read_to):
                 table.pop(tp, None)
             self._dirty.discard(tp)
             if tp.topic == self.raw_topic:
