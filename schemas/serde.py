@@ -79,14 +79,17 @@ def decode_raw(raw: bytes | bytearray | memoryview | str) -> RawEvent:
     Strictly: JSON has types, and a `true` or a `"65.0"` where the contract
     says number is a broken or hostile producer, not a reading of 1.0 or 65.0.
     """
-    data = upcast(loads_object(raw))
-    model = RAW_VERSIONS[data["schema_name"]][data["schema_version"]]
+    data = loads_object(raw)
+    written = data.get("schema_version")
+    data = upcast(data)
+    name, version = data["schema_name"], data["schema_version"]
+    model = RAW_VERSIONS[name][version]
     try:
         return model.model_validate(data, strict=True)  # type: ignore[return-value]
     except ValidationError as exc:
-        raise SchemaValidationError(
-            f"{data['schema_name']} v{data['schema_version']}: {format_validation_error(exc)}"
-        ) from None
+        # Named by the version the producer wrote, which is what its author knows.
+        label = f"v{version}" if written == version else f"v{written} (read as v{version})"
+        raise SchemaValidationError(f"{name} {label}: {format_validation_error(exc)}") from None
 
 
 def decode_derived(raw: bytes | bytearray | memoryview | str) -> BaseModel:

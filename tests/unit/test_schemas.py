@@ -285,6 +285,10 @@ def test_v2_frame_is_read_as_v3_without_a_watermark() -> None:
     # v2 never had the field: naming it is refused, as v2 refuses any unknown field.
     with pytest.raises(SchemaValidationError, match=r"telemetry\.frame v2: watermark_ms = 123"):
         decode_raw(orjson.dumps({**v2, "watermark_ms": 123}))
+    # Other defects are named against the version the gateway wrote.
+    with pytest.raises(SchemaValidationError) as info:
+        decode_raw(orjson.dumps({**v2, "dt_ms": [0, 10, -5]}))
+    assert str(info.value).startswith("telemetry.frame v2 (read as v3): dt_ms[2] = -5")
 
 
 def test_watermark_is_written_last_and_round_trips() -> None:
