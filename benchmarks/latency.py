@@ -140,7 +140,7 @@ def run_latency(
             if worker.poll() is not None or sink.poll() is not None:
                 raise RuntimeError("worker or sink exited during the live run")
             time.sleep(POLL_S)
-        landed = _count(client, dep.database or "", start_ms, start_ms + (seconds - 1) * 1000)
+        landed = _count(client, dep.database or "", start_ms, last_bucket)
     sent = pacer.result(timeout_s=30)
     children.stop(sink)
     children.stop(worker)

@@ -337,10 +337,13 @@ class Downsampler:
         starts = sorted(s for s in gw.open if s < before)
         out = self._points(gateway, [(s, gw.open.pop(s)) for s in starts]) if starts else []
         self.counters.buckets_closed += len(out)
+        seen: dict[int, int] = {}
         for seq, last in gw.seen.items():
-            if last < before:
+            if last >= before:
+                seen[seq] = last
+            else:
                 gw.retired[seq] = last
-        gw.seen = {seq: last for seq, last in gw.seen.items() if last >= before}
+        gw.seen = seen
         keep = before - SEEN_MS
         gw.retired = {seq: last for seq, last in gw.retired.items() if last >= keep}
         return out
