@@ -28,4 +28,6 @@ def test_producer_record_batches_follow_the_setting(tmp_path: Path) -> None:
     default = build_app(load_settings(stack=stack), inventory, datadir=tmp_path)
     assert default.conf.producer_max_batch_size == 900 * 1024
     smaller = load_settings(stack=stack, streams={"producer_batch_kib": 256})
-    assert build_app(smaller, inventory, datadir=tmp_path).conf.producer_max_batch_size == 256 * 1024
+    assert (
+        build_app(smaller, inventory, datadir=tmp_path).conf.producer_max_batch_size == 256 * 1024
+    )
