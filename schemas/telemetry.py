@@ -32,11 +32,11 @@ keeps them out of heat totals, while the rest of the frame is used.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import reprlib
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -163,6 +163,17 @@ class _FrameBody(Envelope):
             _check_structure_value_by_value(self)
         return self
 
+    def __eq__(self, other: object) -> bool:
+        # The fields only: pydantic's own comparison of `__dict__` would also meet
+        # the arrays cached from them (`matrix`, `t_ms`), which have no truth value.
+        if not isinstance(other, _FrameBody):
+            return NotImplemented
+        return type(self) is type(other) and all(
+            getattr(self, name) == getattr(other, name) for name in type(self).model_fields
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # lists inside: never hashable
+
     @property
     def boiler_ids(self) -> tuple[str, ...]:
         return tuple(self.boilers)
@@ -171,7 +182,7 @@ class _FrameBody(Envelope):
     def n_samples(self) -> int:
         return len(self.dt_ms)
 
-    @property
+    @functools.cached_property
     def channels_present(self) -> tuple[str, ...]:
         return tuple(name for name in CHANNEL_NAMES if getattr(self, name) is not None)
 
@@ -180,28 +191,37 @@ class _FrameBody(Envelope):
         """Channel values carried (a reading is one channel value of one sample)."""
         return self.n_samples * len(self.channels_present)
 
-    @cached_property
+    @functools.cached_property
     def t_ms(self) -> np.ndarray:
         """Absolute sample times (int64 ms since epoch)."""
         return np.asarray(self.dt_ms, dtype=np.int64) + self.event_time_ms
 
-    @cached_property
+    @functools.cached_property
+    def matrix(self) -> np.ndarray:
+        """The present channels, in `channels_present` order, as one read-only float64
+        array of shape (channels, samples), NaN where a reading is missing."""
+        # One conversion of every list at once; numpy turns None into NaN itself
+        # when asked for float64. Only for a frame whose channels are equally long.
+        values = np.array(
+            [getattr(self, name) for name in self.channels_present], dtype=np.float64
+        ).reshape(len(self.channels_present), len(self.dt_ms))
+        values.flags.writeable = False
+        return values
+
+    @functools.cached_property
     def columns(self) -> dict[str, np.ndarray]:
-        """Present channels as float64 arrays, NaN where a reading is missing."""
-        # numpy turns None into NaN itself when asked for float64.
-        return {
-            name: np.array(getattr(self, name), dtype=np.float64) for name in self.channels_present
-        }
+        """Present channels as read-only float64 arrays (rows of `matrix`), NaN where
+        a reading is missing."""
+        return dict(zip(self.channels_present, self.matrix, strict=True))
 
     def range_violations(self) -> list[RangeViolation]:
         """Readings outside their channel's physical range (missing readings pass)."""
-        columns = self.columns
-        if not columns:
+        present = self.channels_present
+        if not present:
             return []
-        specs = [CHANNEL_BY_NAME[name] for name in columns]
-        values = np.stack(list(columns.values()))
-        low = np.array([spec.low for spec in specs])[:, np.newaxis]
-        high = np.array([spec.high for spec in specs])[:, np.newaxis]
+        specs = [CHANNEL_BY_NAME[name] for name in present]
+        values = self.matrix
+        low, high = _bounds(present)
         with np.errstate(invalid="ignore"):
             bad = (values < low) | (values > high)
         if not bad.any():
@@ -296,22 +316,25 @@ def _structure_looks_valid(frame: _FrameBody) -> bool:
         return False
     if min(frame.dt_ms) < 0 or max(frame.dt_ms) > MAX_SPAN_MS:
         return False
-    present = 0
-    for name in CHANNEL_NAMES:
-        values = getattr(frame, name)
-        if values is None:
-            continue
-        present += 1
-        if len(values) != n:
-            return False
-        # A sum is finite only if every term is (an inf or a NaN never cancels out).
-        try:
-            total = sum(values)
-        except TypeError:  # a missing reading
-            total = sum([v for v in values if v is not None])
-        if not math.isfinite(total):
-            return False
-    return present > 0
+    channels = [getattr(frame, name) for name in frame.channels_present]
+    if not channels or any(len(values) != n for values in channels):
+        return False
+    # Every value finite (then none is missing either) in one pass in C; the
+    # arrays are those the processor goes on with.
+    if np.isfinite(frame.matrix).all():
+        return True
+    # A NaN stands for a missing reading as well: without the Nones, a sum is
+    # finite only if every term is (an inf or a NaN never cancels out).
+    return all(math.isfinite(sum([v for v in values if v is not None])) for values in channels)
+
+
+@functools.cache
+def _bounds(channels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Physical low and high of `channels`, as columns to compare a `matrix` with."""
+    specs = [CHANNEL_BY_NAME[name] for name in channels]
+    low = np.array([spec.low for spec in specs])[:, np.newaxis]
+    high = np.array([spec.high for spec in specs])[:, np.newaxis]
+    return low, high
 
 
 def _check_structure_value_by_value(frame: _FrameBody) -> None:

@@ -272,12 +272,11 @@ class Downsampler:
         bucket_ms = self.params.bucket_ms
         boiler_idx = np.asarray(frame.boiler_idx, dtype=np.int64)
         t = frame.t_ms
-        columns = frame.columns
-        if list(columns) == _NAMES:
-            values = np.array(list(columns.values()))
+        if list(frame.channels_present) == _NAMES:
+            values = frame.matrix
         else:  # an absent channel adds 0.0 to the sums and nothing to the counts
             values = np.full((_N, t.size), np.nan)
-            for name, column in columns.items():
+            for name, column in frame.columns.items():
                 values[_INDEX[name]] = column
         if accepted is not None:
             boiler_idx, t, values = boiler_idx[accepted], t[accepted], values[:, accepted]

@@ -23,6 +23,7 @@ group's buffers, ~90 KB each).
 
 from __future__ import annotations
 
+import functools
 import logging
 import pickle
 from collections import Counter
@@ -263,6 +264,7 @@ class Processor:
                 )
             )
 
+        max_t = _event_max_t(event)
         clock = self.clocks.get(event.gateway)
         if clock is None:
             clock = self.clocks[event.gateway] = ClockSkewTracker(self.params.skew)
@@ -271,9 +273,7 @@ class Processor:
             # changed and may travel with the next frame, so its lag to the
             # reference differs from the frames' by up to a frame span, which
             # would restart the "constant lag" hold of a clock running behind.
-            for issue in clock.observe(
-                event.gateway, event.site, _event_max_t(event), event.ingest_time_ms
-            ):
+            for issue in clock.observe(event.gateway, event.site, max_t, event.ingest_time_ms):
                 out.append(self._dq(issue))
 
         if isinstance(event, TelemetryFrame):
@@ -284,7 +284,7 @@ class Processor:
         for issue in self.liveness.observe(
             event.gateway,
             event.site,
-            _event_max_t(event),
+            max_t,
             # A clock flagged ahead proves its gateway alive but must not move
             # the partition's event time: every other gateway would look silent.
             advances_clock=not clock.is_ahead(event.gateway),
@@ -307,8 +307,7 @@ class Processor:
         n = frame.n_samples
         values = np.full((N_ROWS, n), np.nan)
         values[QUARANTINE_ROW] = 0.0
-        for name, column in frame.columns.items():
-            values[CHANNEL_INDEX[name]] = column
+        values[_rows_of(frame.channels_present)] = frame.matrix
         violations = frame.range_violations()
         if violations:
             self.counters.quarantined += len(violations)
@@ -857,6 +856,12 @@ def _delta_row(samples: list[Appended], skip: set[str]) -> bytes | None:
         ),
         protocol=pickle.HIGHEST_PROTOCOL,
     )
+
+
+@functools.cache
+def _rows_of(channels: tuple[str, ...]) -> np.ndarray:
+    """The rows of a window buffer's values that hold `channels`."""
+    return np.array([CHANNEL_INDEX[name] for name in channels], dtype=np.intp)
 
 
 def _event_max_t(event: TelemetryFrame | JobStarted | JobFinished | NodeState | PowerCapSet) -> int:

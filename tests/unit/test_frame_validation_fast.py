@@ -252,6 +252,31 @@ def test_helpers_match_their_reference(case: tuple[dict[str, Any], list[str]]) -
     assert frame.t_ms.dtype == np.int64
     assert frame.t_ms.tolist() == [frame.event_time_ms + dt for dt in frame.dt_ms]
     assert frame.range_violations() == _reference_range_violations(frame)
+    assert frame.matrix.shape == (len(expected), frame.n_samples)
+    assert not frame.matrix.flags.writeable
+    for row, column in zip(frame.matrix, expected.values(), strict=True):
+        assert np.array_equal(row, column, equal_nan=True)
+
+
+@settings(max_examples=100, deadline=None)
+@given(frame_data(), st.data())
+def test_frames_are_equal_by_their_fields_whatever_they_cached(
+    case: tuple[dict[str, Any], list[str]], data: st.DataObject
+) -> None:
+    fields, _ = case
+    try:
+        frame = TelemetryFrame.model_validate(fields)
+    except ValidationError:
+        return
+    frame.range_violations()  # caches arrays on one side only
+    assert frame == TelemetryFrame.model_validate(fields)
+    name = data.draw(st.sampled_from(frame.channels_present))
+    changed = [*fields[name]]
+    i = data.draw(st.integers(0, len(changed) - 1))
+    changed[i] = 5.5 if changed[i] != 5.5 else 6.5
+    other = TelemetryFrame.model_validate({**fields, name: changed})
+    assert frame != other
+    assert other != frame
 
 
 @pytest.mark.parametrize(
