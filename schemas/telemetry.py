@@ -300,6 +300,16 @@ _ID_BODY = ID_PATTERN.removeprefix("^").removesuffix("$")
 _ID_LIST_RE = re.compile(rf"{_ID_BODY}\n?(?:,{_ID_BODY}\n?)*")
 
 
+_IDS_CACHED_CHARS = 16_384  # the cache below then holds at most 16 MiB
+
+
+@functools.lru_cache(maxsize=1024)
+def _ids_match(joined: str) -> bool:
+    """Whether `joined` is valid ids separated by ","; remembered, since a gateway
+    names the same boilers in frame after frame (the match was 1.3 % of the worker)."""
+    return _ID_LIST_RE.fullmatch(joined) is not None
+
+
 def _structure_looks_valid(frame: _FrameBody) -> bool:
     """True only if `_check_structure_value_by_value` would pass; may say False for a
     frame it passes (a sum of finite values overflowing), which then costs a walk."""
@@ -309,7 +319,11 @@ def _structure_looks_valid(frame: _FrameBody) -> bool:
     if len(frame.boiler_idx) != n or len(set(boilers)) != n_boilers:
         return False
     joined = ",".join(boilers)
-    if joined.count(",") != n_boilers - 1 or _ID_LIST_RE.fullmatch(joined) is None:
+    if joined.count(",") != n_boilers - 1:
+        return False
+    if not (
+        _ids_match(joined) if len(joined) <= _IDS_CACHED_CHARS else _ID_LIST_RE.fullmatch(joined)
+    ):
         return False
     used = set(frame.boiler_idx)  # at most n_boilers values in a valid frame
     if min(used) < 0 or max(used) >= n_boilers:

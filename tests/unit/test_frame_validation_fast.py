@@ -372,3 +372,26 @@ def test_ownership_message_matches_the_loop(boilers: list[str]) -> None:
             decode_and_authorise(raw, b"gw-01", INVENTORY)
         assert str(info.value) == expected
         assert info.value.reason == "unauthorised"
+
+
+@pytest.mark.parametrize("bad", [None, "b,x", "b\n\n"])
+def test_long_boiler_lists_are_judged_too(bad: str | None) -> None:
+    # Over 16 KiB of ids: matched without the cache of recent boiler lists.
+    boilers = [f"boiler-{i:05d}" for i in range(2_000)]
+    if bad is not None:
+        boilers[1_234] = bad
+    data = {
+        "gateway": "gw-01",
+        "seq": 7,
+        "site": "site-01",
+        "event_time_ms": T0,
+        "ingest_time_ms": T0,
+        "boilers": boilers,
+        "boiler_idx": [0],
+        "dt_ms": [0],
+        "flow_lpm": [1.0],
+    }
+    assert len(",".join(boilers)) > 16_384
+    outcome = _outcome(TelemetryFrame, data, True)
+    assert outcome == _outcome(_ReferenceFrame, data, True)
+    assert (outcome[0] == "accepted") is (bad is None)
