@@ -75,6 +75,39 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
         await consumer.stop()
 
 
+async def last_record_ms(bootstrap: str, topic: str, timeout_s: float = 10.0) -> int | None:
+    """The latest timestamp (producer's clock, ms) among the last records of `topic`'s
+    partitions; None if it has none.
+
+    Tansu 0.6 reports a partition's end as the base offset of its last record
+    batch + 1: reading from there - 1 returns that whole batch, whose records are
+    all looked at.
+    """
+    ends = {p: end for p, end in (await end_offsets(bootstrap, topic)).items() if end > 0}
+    if not ends:
+        return None
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in ends]
+        consumer.assign(tps)
+        for tp in tps:
+            consumer.seek(tp, ends[tp.partition] - 1)
+        latest: int | None = None
+        pending = set(tps)
+        deadline = time.monotonic() + timeout_s
+        while pending and time.monotonic() < deadline:
+            for tp, records in (await consumer.getmany(timeout_ms=200)).items():
+                newest = max(r.timestamp for r in records)
+                latest = newest if latest is None else max(latest, newest)
+                pending.discard(tp)
+        return latest
+    finally:
+        await consumer.stop()
+
+
 class Committed:
     """Reads a consumer group's committed offsets without joining the group.
 

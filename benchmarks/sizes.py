@@ -53,8 +53,9 @@ FULL = Sizes(
     influx_points=40_000,
     worker_boilers=10_000,
     # Long enough for a steady state: windows close from 100 s of event time on,
-    # and buffers hold their ~100 s of samples (35 s until 2026-12, before any closed).
-    worker_seconds=150,
+    # and buffers hold their ~100 s of samples (35 s until 2026-12, before any closed;
+    # 150 s until 2026-12-07, when every boiler closed one window in the run, not two).
+    worker_seconds=240,
     worker_recovery=True,
     frame_boilers=1_000,
     frame_seconds=120,

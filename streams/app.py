@@ -48,6 +48,7 @@ from heatstream.streams.store import STORE_URL
 
 log = logging.getLogger(__name__)
 
+STATE_TABLE = "processor-state"  # its changelog topic: "<app id>-processor-state-changelog"
 BATCH_MAX = 1000
 BATCH_WITHIN_S = 0.2
 #: RocksDB keeps one database per partition, each with up to
@@ -101,7 +102,7 @@ def build_app(
         for spec in TOPICS
     }
     state = app.Table(
-        "processor-state",
+        STATE_TABLE,
         default=None,
         key_type=bytes,
         value_type=bytes,
