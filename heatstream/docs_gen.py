@@ -73,7 +73,6 @@ FALLBACK_DESCRIPTIONS: dict[str, str] = {
     "stack.host": "loopback address the embedded broker and InfluxDB listen on",
     "stack.start_timeout_s": "seconds `heatstream stack up` waits for both servers to be healthy",
     "sink.backoff_multiplier": "each retry delay is the previous one times this",
-    "sink.gzip_level": "gzip level of the HTTP write bodies",
 }
 
 

@@ -37,6 +37,13 @@ def sink(
         int,
         typer.Option(help="Points buffered or being written above which consumption pauses."),
     ] = _D["max_in_flight_points"],
+    gzip_level: Annotated[
+        int,
+        typer.Option(
+            help="gzip level 1-9 of the write requests; 0 sends them uncompressed (InfluxDB on"
+            " the same host: compression only costs CPU at both ends)."
+        ),
+    ] = _D["gzip_level"],
     max_retries: Annotated[
         int | None,
         typer.Option(
@@ -101,6 +108,7 @@ def sink(
             lateness_s=lateness,
             max_in_flight_points=max_in_flight,
             max_retries=max_retries,
+            gzip_level=gzip_level,
             health_interval_s=health_interval,
             process_name=process_name,
             session_timeout_s=session_timeout or settings.streams.session_timeout_s,

@@ -15,7 +15,7 @@ def build_writer(influx: InfluxSettings, *, timeout_s: float = 10.0, gzip_level:
     if influx.api == "v2":
         from heatstream.sinks.writers.v2 import V2Writer
 
-        return V2Writer(influx, timeout_s=timeout_s)
+        return V2Writer(influx, timeout_s=timeout_s, gzip=gzip_level > 0)
     from heatstream.sinks.writers.v1 import V1Writer
 
     return V1Writer(influx, timeout_s=timeout_s, gzip_level=gzip_level)

@@ -1,4 +1,4 @@
-"""The InfluxDB 1.x write API: `POST /write?db=&rp=&precision=`, gzip-compressed.
+"""The InfluxDB 1.x write API: `POST /write?db=&rp=&precision=`, gzip-compressed (unless level 0).
 
 Also answered by InfluxDB 1.8+, 2.x (v1 compatibility, with a token) and 3.x.
 Errors come back as `{"error": "..."}`; a 400 carries the server's reason, e.g.
@@ -57,7 +57,11 @@ class V1Writer(Writer):
 
     async def write(self, lines: Sequence[bytes], precision: Precision) -> None:
         assert self._client is not None, "start() the writer first"
-        body = gzip.compress(b"\n".join(lines), compresslevel=self._gzip_level)
+        body = b"\n".join(lines)
+        headers = {}
+        if self._gzip_level > 0:
+            body = gzip.compress(body, compresslevel=self._gzip_level)
+            headers["Content-Encoding"] = "gzip"
         params = {
             "db": self._influx.database,
             "rp": self._influx.retention_policy,
@@ -65,7 +69,7 @@ class V1Writer(Writer):
         }
         try:
             response = await self._client.post(
-                "/write", params=params, content=body, headers={"Content-Encoding": "gzip"}
+                "/write", params=params, content=body, headers=headers
             )
         except httpx.TransportError as exc:  # connect/read/write errors and timeouts
             raise InfluxUnavailable(f"InfluxDB at {self._influx.url} unreachable: {exc!r}") from exc

@@ -1,7 +1,8 @@
 """The InfluxDB 2.x write API (`/api/v2/write`) through influxdb-client's async client.
 
 For InfluxDB 2.x, 3.x, Cloud and 1.8+ (the reference deployment). The lines
-come from our encoder and are passed as bytes; the client only gzips and sends
+come from our encoder and are passed as bytes; the client only gzips them (unless
+the sink's gzip level is 0) and sends
 them (its retrying batch machinery is not used: the sink retries itself, so
 both APIs behave alike). On InfluxDB 1.8 use `influxdb.token = "user:password"`
 and `influxdb.bucket = "database/retention_policy"`.
@@ -22,8 +23,11 @@ from heatstream.sinks.writers.base import Writer
 
 
 class V2Writer(Writer):
-    def __init__(self, influx: InfluxSettings, *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, influx: InfluxSettings, *, timeout_s: float = 10.0, gzip: bool = True
+    ) -> None:
         self._influx = influx
+        self._gzip = gzip
         self._timeout_ms = int(timeout_s * 1000)
         self._client: Any = None
         self._api: Any = None
@@ -44,7 +48,7 @@ class V2Writer(Writer):
             token=self._token() or "",
             org=self._influx.org,
             timeout=self._timeout_ms,
-            enable_gzip=True,
+            enable_gzip=self._gzip,
         )
         self._api = self._client.write_api()
 

@@ -42,6 +42,23 @@ async def test_a_gzipped_write_to_the_database_and_retention_policy() -> None:
     assert "Authorization" not in request.headers
 
 
+async def test_level_0_writes_uncompressed() -> None:
+    # For an InfluxDB on the same host: compressing only costs CPU at both ends.
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    writer = V1Writer(SETTINGS, transport=httpx.MockTransport(handle), gzip_level=0)
+    await writer.start()
+    await writer.write([b"m a=1i 1", b"m a=2i 2"], "ms")
+    await writer.close()
+    (request,) = seen
+    assert "Content-Encoding" not in request.headers
+    assert request.content == b"m a=1i 1\nm a=2i 2"
+
+
 async def test_credentials() -> None:
     seen: list[httpx.Request] = []
     basic = SETTINGS.model_copy(update={"username": "u", "password": SecretStr("p")})
