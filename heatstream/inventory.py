@@ -179,6 +179,26 @@ class Inventory(_Item):
     def owns(self, gateway: str, boiler: str) -> bool:
         return self.owner_of.get(boiler) == gateway
 
+    def owns_all(self, gateway: str, boilers: tuple[str, ...]) -> bool:
+        """Whether `gateway` owns every one of `boilers`. The answer for a list is
+        remembered (4,096 lists at most): a gateway names the same boilers in frame
+        after frame, and the lookups were 1.5 % of the worker."""
+        checked = self.owned_lists_checked
+        key = (gateway, boilers)
+        answer = checked.get(key)
+        if answer is None:
+            # One pass in C over a frame's hundreds of boilers.
+            answer = set(map(self.owner_of.get, boilers)) <= {gateway}
+            if len(checked) >= 4096:
+                checked.clear()
+            checked[key] = answer
+        return answer
+
+    @cached_property
+    def owned_lists_checked(self) -> dict[tuple[str, tuple[str, ...]], bool]:
+        """`owns_all`'s memory: (gateway, boilers) -> answer."""
+        return {}
+
 
 def parse_inventory(text: str, source: str = "<inventory>") -> Inventory:
     try:

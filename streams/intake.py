@@ -55,9 +55,8 @@ def decode_and_authorise(raw: bytes, key: bytes | None, inventory: Inventory) ->
             f"site = {event.site!r} but gateway {gw.id!r} serves site {gw.site!r}"
         )
     boilers = event.boiler_ids
-    # One pass in C over a frame's hundreds of boilers; the loop below only runs
-    # to name the first boiler at fault.
-    if not set(map(inventory.owner_of.get, boilers)) <= {gw.id}:
+    # The loop of `_check_owners` only runs to name the first boiler at fault.
+    if not inventory.owns_all(gw.id, boilers):
         _check_owners(boilers, gw, inventory)
     if key != event.gateway.encode():
         # The key decides the partition, where the gateway's state lives.
