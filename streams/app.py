@@ -44,7 +44,6 @@ from heatstream.streams.health import WorkerHealth
 from heatstream.streams.params import processor_params  # still importable from here
 from heatstream.streams.probes import LatencySensor, consumer_lag
 from heatstream.streams.processor import Origin, Processor
-from heatstream.streams.store import STORE_URL
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +72,7 @@ def build_app(
     app = faust.App(
         settings.app_id,
         broker=broker_url(settings),
-        store=STORE_URL,  # RocksDB without its write-ahead log: see streams/store.py
+        store="rocksdb://",
         datadir=str(datadir or settings.stack.data_dir / "worker"),
         web_enabled=False,
         topic_partitions=kafka.partitions,

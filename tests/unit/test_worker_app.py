@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faust.stores.rocksdb import Store as RocksDBStore
-
 from heatstream.inventory import synthetic_inventory
 from heatstream.settings import load_settings
-from heatstream.streams.app import ROCKSDB_OPTIONS, build_app
+from heatstream.streams.app import build_app
 
 
 def test_state_store_memtables_are_small(tmp_path: Path) -> None:
@@ -33,24 +31,3 @@ def test_producer_record_batches_follow_the_setting(tmp_path: Path) -> None:
     assert (
         build_app(smaller, inventory, datadir=tmp_path).conf.producer_max_batch_size == 256 * 1024
     )
-
-
-def test_state_store_writes_no_write_ahead_log(tmp_path: Path) -> None:
-    # The changelog makes the table durable; RocksDB's own log only doubled the
-    # cost of every write (streams/store.py). The files stay where Faust's own
-    # RocksDB store keeps them, so existing data directories are read as before.
-    settings = load_settings(stack={"data_dir": tmp_path, "kafka_port": 0, "influx_port": 0})
-    app = build_app(settings, synthetic_inventory(boilers=4, sites=2), datadir=tmp_path)
-    (table,) = app.tables.values()
-    store = table._new_store()
-    faust_own = RocksDBStore("rocksdb://", app, table, options=dict(ROCKSDB_OPTIONS))
-    assert store.partition_path(3) == faust_own.partition_path(3)
-
-    def logged_bytes(db_store: RocksDBStore, partition: int) -> int:
-        db = db_store._db_for_partition(partition)
-        for i in range(64):
-            db.put(f"b:{i}".encode(), bytes(16_384))
-        return sum(f.stat().st_size for f in db_store.partition_path(partition).glob("*.log"))
-
-    assert logged_bytes(faust_own, 1) >= 64 * 16_384  # what a write-ahead log holds
-    assert logged_bytes(store, 2) == 0
