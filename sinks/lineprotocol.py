@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
+from orjson import dumps as _dumps
+
 from heatstream.errors import HeatstreamError
 
 FieldValue = float | int | bool | str
@@ -84,8 +86,8 @@ def _key(text: str, what: str) -> str:
 # checked and escaped once. Errors are raised, never cached; what is not a
 # string (hence maybe not hashable) goes the uncached way, to its error.
 @lru_cache(maxsize=1 << 16)
-def _field_key(key: str) -> str:
-    return _key(key, "field key")
+def _field_prefix(key: str) -> str:
+    return _key(key, "field key") + "="
 
 
 @lru_cache(maxsize=1 << 16)
@@ -100,9 +102,16 @@ def _measurement(text: str) -> str:
     return _name(text, "measurement", _MEASUREMENT)
 
 
+def _float(value: float) -> str:
+    """The shortest text that reads back as exactly `value` (as `repr`, in some cases
+    spelt differently: 1e-05 as 0.00001); orjson's is 3x faster than `repr`, which was
+    most of the sink's time landing 10,000 points a second."""
+    return _dumps(value).decode()
+
+
 def _field_value(key: str, value: FieldValue) -> str | None:
     if type(value) is float:  # most fields: first
-        return repr(value) if math.isfinite(value) else None
+        return _float(value) if math.isfinite(value) else None
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -110,7 +119,7 @@ def _field_value(key: str, value: FieldValue) -> str | None:
             raise LineProtocolError(f"field {key!r} = {value} does not fit in int64")
         return f"{value}i"
     if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else None
+        return _float(float(value)) if math.isfinite(value) else None
     if isinstance(value, str):
         if "\n" in value or "\r" in value:
             raise LineProtocolError(f"string field {key!r} contains a line break")
@@ -131,11 +140,17 @@ def timestamp(time_ns: int, precision: Precision) -> int:
 def encode_point(point: Point, precision: Precision = "ms") -> bytes | None:
     """One line (without newline), or None when no field is finite."""
     fields = []
+    append = fields.append
     for key, value in point.fields.items():
+        if type(key) is not str:
+            _key(key, "field key")  # raises: not a string
+        if type(value) is float:  # most fields, inlined
+            if math.isfinite(value):
+                append(_field_prefix(key) + _dumps(value).decode())
+            continue
         text = _field_value(key, value)
         if text is not None:
-            name = _field_key(key) if type(key) is str else _key(key, "field key")
-            fields.append(f"{name}={text}")
+            append(_field_prefix(key) + text)
     if not fields:
         return None
     measurement = point.measurement
