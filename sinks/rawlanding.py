@@ -100,7 +100,7 @@ class RawLanding:
         if not isinstance(event, TelemetryFrame):
             return None
         inv = self.inventory
-        if inv is not None and not all(inv.owns(event.gateway, b) for b in event.boilers):
+        if inv is not None and not inv.owns_all(event.gateway, event.boiler_ids):
             self.counters.skipped_messages += 1
             return None
         return event
