@@ -36,6 +36,11 @@ class Batch:
     offsets: dict[TopicPartition, int]
     dead_letters: list[DeadLetter] = field(default_factory=list)
     skipped_points: int = 0  # no finite field: nothing to write
+    # Every point is written once ever (a closed telemetry bucket), so this batch
+    # may be written alongside others: no write of it can overtake another write
+    # of the same point with other values (a rollup's day point is rewritten as
+    # the day goes on; such batches are written alone, in order).
+    write_once: bool = False
 
 
 class Batcher:
@@ -50,6 +55,7 @@ class Batcher:
         self._points: list[Point] = []
         self._origins: list[Origin | None] = []
         self._dead_letters: list[DeadLetter] = []
+        self._rewritable = 0  # points collected without write_once
         self._opened_at: float | None = None
         self._seq = 0
 
@@ -66,10 +72,12 @@ class Batcher:
         if self._opened_at is None:
             self._opened_at = self._clock()
 
-    def add(self, point: Point, origin: Origin | None) -> None:
+    def add(self, point: Point, origin: Origin | None, *, write_once: bool = False) -> None:
+        """Collect a point; `write_once`: no other write of it ever carries other values."""
         self._open()
         self._points.append(point)
         self._origins.append(origin)
+        self._rewritable += not write_once
 
     def add_dead_letter(self, record: DeadLetter) -> None:
         self._open()
@@ -121,7 +129,9 @@ class Batcher:
             offsets=offsets,
             dead_letters=dead_letters,
             skipped_points=skipped,
+            write_once=self._rewritable == 0,
         )
         self._points, self._origins, self._dead_letters = [], [], []
+        self._rewritable = 0
         self._opened_at = None
         return batch

@@ -37,6 +37,12 @@ def sink(
         int,
         typer.Option(help="Points buffered or being written above which consumption pauses."),
     ] = _D["max_in_flight_points"],
+    write_concurrency: Annotated[
+        int,
+        typer.Option(
+            help="Batches written to InfluxDB at once; offsets are still committed in order."
+        ),
+    ] = _D["write_concurrency"],
     gzip_level: Annotated[
         int,
         typer.Option(
@@ -109,6 +115,7 @@ def sink(
             max_in_flight_points=max_in_flight,
             max_retries=max_retries,
             gzip_level=gzip_level,
+            write_concurrency=write_concurrency,
             health_interval_s=health_interval,
             process_name=process_name,
             session_timeout_s=session_timeout or settings.streams.session_timeout_s,

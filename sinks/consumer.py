@@ -45,7 +45,7 @@ from heatstream.sinks.downsample import DownsampleParams
 from heatstream.sinks.errors import InfluxUnavailable
 from heatstream.sinks.health import HealthReporter, SinkCounters
 from heatstream.sinks.kafka import client_kwargs
-from heatstream.sinks.landing import Lander
+from heatstream.sinks.landing import Lander, Landings
 from heatstream.sinks.lineprotocol import Point
 from heatstream.sinks.options import SinkOptions
 from heatstream.sinks.points import points_of
@@ -129,6 +129,7 @@ class Sink:
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._lander: Lander | None = None
+        self._landings: Landings | None = None
 
     # -- what and where ----------------------------------------------------
 
@@ -257,7 +258,7 @@ class Sink:
             for tp, messages in records.items():
                 self._read_to[tp] = messages[-1].offset + 1
                 if tp.topic == self.raw_topic:
-                    position = self.raw.take(tp, messages, self.batcher.add)
+                    position = self.raw.take(tp, messages, self._add_bucket)
                     if position is not None:
                         self._positions[tp] = position
                         self._dirty.add(tp)
@@ -287,8 +288,15 @@ class Sink:
                 return False
         return True
 
+    def _add_bucket(self, point: Point, origin: Origin) -> None:
+        # A closed telemetry bucket is written once: its batches may be written
+        # alongside others (see Landings).
+        self.batcher.add(point, origin, write_once=True)
+
     def _writer_idle(self) -> bool:
-        return self._in_flight == 0 and self._queue.empty()
+        """Whether a batch sealed now would be written at once."""
+        landings = self._landings
+        return self._queue.empty() and (landings is None or not landings.busy)
 
     def _take_derived(self, tp: TopicPartition, messages: list[ConsumerRecord[Any, Any]]) -> None:
         for m in messages:
@@ -340,14 +348,20 @@ class Sink:
     # -- write -------------------------------------------------------------
 
     async def _write_loop(self) -> None:
+        assert self._lander is not None
+        landings = self._landings = Landings(
+            self._lander, self.options.write_concurrency, self._landed
+        )
         while True:
             batch = await self._queue.get()
             if batch is None:
+                await landings.drain()
                 return
-            assert self._lander is not None
-            await self._lander.land(batch)
-            self._in_flight -= batch.points
-            self._apply_backpressure()
+            await landings.put(batch)
+
+    def _landed(self, batch: Batch) -> None:
+        self._in_flight -= batch.points
+        self._apply_backpressure()
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         consumer = self._consumer

@@ -25,6 +25,13 @@ class SinkOptions(BaseModel):
         ge=1,
         description="points buffered or being written; above it consumption pauses (backpressure)",
     )
+    write_concurrency: int = Field(
+        2,
+        ge=1,
+        description="batches written to InfluxDB at once (InfluxDB writes them in parallel);"
+        " offsets are still committed in order, and a batch holding derived events is"
+        " written alone",
+    )
     max_records: int = Field(500, ge=1, description="Kafka messages taken per poll")
     max_retries: int | None = Field(
         None,

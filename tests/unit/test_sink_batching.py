@@ -111,3 +111,15 @@ async def test_nothing_to_write_sends_nothing() -> None:
     influx = FakeInflux(set())
     assert await write_isolating(influx.write, []) == []
     assert influx.requests == 0
+
+
+def test_a_batch_is_write_once_only_if_every_point_is() -> None:
+    b = Batcher(batch_size=10, flush_interval_s=1.0, clock=Clock())
+    b.add(point(1), None, write_once=True)
+    b.add(point(2), None, write_once=True)
+    assert b.seal({}, lambda: 0).write_once
+    b.add(point(3), None, write_once=True)
+    b.add(point(4), None)  # a derived event's point may be written again
+    assert not b.seal({}, lambda: 0).write_once
+    b.add(point(5), None, write_once=True)
+    assert b.seal({}, lambda: 0).write_once  # the count starts again with each batch
