@@ -30,6 +30,9 @@ longer than the polling period. At the end, one count over every series gives
 the share of all points that landed.
 
 The first `WARMUP_S` seconds are left out (processes joining their groups).
+The fleet starts at second `START_SECOND` of a minute, so that the second in
+which every boiler's window closes (40 s after the minute) is measured in
+every run.
 Whether the worker keeps up is reported too: its lag when the fleet stops.
 """
 
@@ -52,6 +55,24 @@ from heatstream.schemas.topics import RAW_EVENTS, topic_name
 from heatstream.stack.provision import create_database
 
 WARMUP_S = 10
+#: The fleet starts at this second of a minute. Windows are aligned to clock
+#: minutes and close 40 s after their end (allowed lateness 30 s + max gap 10 s),
+#: every boiler's in the same second: a run starting at :55 sees that close 45 s
+#: in, inside the measured span, in every run. Until 2026-12-07 a run started as
+#: soon as the processes were ready, and the close fell inside in some runs
+#: (p99 3.25 s in one) and after the end in others (1.82 s in the next).
+START_SECOND = 55
+
+
+def start_at(now_s: float, second: int | None = START_SECOND, ahead_s: float = 2.0) -> int:
+    """The first whole second at least `ahead_s` from `now_s` that is `second` of a
+    minute (any second if None), epoch ms."""
+    earliest = int(now_s + ahead_s) + 1
+    if second is None:
+        return earliest * 1000
+    return (earliest + (second - earliest) % 60) * 1000
+
+
 JITTER_MS = 25  # mean sampling delay of the simulator's gateways after the nominal second
 SINK_ARGS = (
     "--downsample",
@@ -113,7 +134,9 @@ def run_latency(
         time.sleep(0.2)
     time.sleep(2.0)  # the sink joins its group meanwhile
 
-    start_ms = (int(time.time() * 1000) // 1000 + 2) * 1000
+    # Runs too short to reach the close (--quick) start at once.
+    start_ms = start_at(time.time(), START_SECOND if seconds >= 60 else None)
+    time.sleep(max(0.0, start_ms / 1000 - time.time() - 1.0))
     pacer = Pacer(
         recording, bootstrap, topic, fleet.boilers, GATEWAY_1S, seconds, dep.workdir / "pace.log"
     )

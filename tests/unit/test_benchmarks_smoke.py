@@ -15,6 +15,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from benchmarks.latency import start_at
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -97,3 +101,13 @@ def test_stages_are_compared_with_ceilings_from_the_same_run(figures: dict[str, 
     for key in ("processor_readings_per_s", "influx_write_points_per_s"):
         ratio = figures[f"{key}_vs_ceiling"]
         assert isinstance(ratio, float) and ratio > 0
+
+
+@given(st.floats(0, 4e9), st.none() | st.integers(0, 59))
+def test_live_runs_start_at_the_chosen_second(now: float, second: int | None) -> None:
+    start = start_at(now, second) / 1000
+    assert start == int(start) and now + 2.0 <= start
+    if second is None:
+        assert start <= now + 4.0
+    else:
+        assert start % 60 == second and start < now + 2.0 + 61
