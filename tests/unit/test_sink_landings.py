@@ -129,22 +129,28 @@ async def test_at_most_concurrency_batches_are_written_at_once() -> None:
     assert influx.most_at_once == 2
 
 
-@pytest.mark.parametrize("rewriting", [1, 2])
-async def test_a_batch_that_may_rewrite_points_is_written_alone(rewriting: int) -> None:
+async def test_batches_that_may_rewrite_a_point_are_never_written_together() -> None:
     run, influx, committed, _ = landings(4)
+    kinds = {1: False, 2: True, 3: False, 4: True}  # seq -> write_once
     puts = []
-    for seq in (1, 2, 3):
-        puts.append(asyncio.create_task(run.put(batch(seq, write_once=seq != rewriting))))
+    for seq, once in kinds.items():
+        puts.append(asyncio.create_task(run.put(batch(seq, write_once=once))))
         await settle()
-    for seq in (1, 2, 3):
+    # 1 rewrites: 2 (telemetry only) goes beside it, 3 (rewrites) waits for 1, and
+    # 4 waits behind 3: batches start in the order they were put.
+    assert influx.started == [b"b1", b"b2"]
+    influx.gate(b"b2").set()
+    await settle()
+    assert influx.started == [b"b1", b"b2"]
+    influx.gate(b"b1").set()
+    await settle()
+    assert influx.started == [b"b1", b"b2", b"b3", b"b4"]
+    for seq in (3, 4):
         influx.gate(f"b{seq}".encode()).set()
-        await settle()
     await asyncio.gather(*puts)
     await run.drain()
-    assert committed == [10, 20, 30]
-    # Nothing was written beside the rewriting batch, before or after it.
-    assert influx.most_at_once == (1 if rewriting == 2 else 2)
-    assert influx.finished == [b"b1", b"b2", b"b3"]
+    assert committed == [10, 20, 30, 40]
+    assert influx.finished == [b"b2", b"b1", b"b3", b"b4"]
 
 
 async def test_one_at_a_time_when_concurrency_is_1() -> None:
