@@ -29,8 +29,8 @@ class SinkOptions(BaseModel):
         2,
         ge=1,
         description="batches written to InfluxDB at once (InfluxDB writes them in parallel);"
-        " offsets are still committed in order, and a batch holding derived events is"
-        " written alone",
+        " offsets are still committed in order, and two batches holding derived events are"
+        " never written together",
     )
     max_records: int = Field(500, ge=1, description="Kafka messages taken per poll")
     max_retries: int | None = Field(
