@@ -88,6 +88,14 @@ class StreamSettings(_Section):
         30, ge=0, description="how far behind the watermark an event may arrive"
     )
     max_gap_s: float = Field(10.0, gt=0, description="longer gaps between samples are not bridged")
+    close_spread_s: float = Field(
+        20.0,
+        ge=0,
+        description="a gateway's windows close up to this much later than allowed_lateness +"
+        " max_gap after their end (a fixed share per gateway, from a hash of its id), so that"
+        " a fleet's windows, which all end on the same minutes, do not all close in the same"
+        " second; for that gateway the share adds to the allowed lateness. 0: all at once",
+    )
     gateway_silent_s: int = Field(
         300, ge=1, description="event-time silence before 'gateway_silent'"
     )

@@ -22,6 +22,7 @@ def processor_params(settings: Settings) -> ProcessorParams:
             allowed_lateness_ms=s.allowed_lateness_s * 1000,
             max_gap_ms=int(s.max_gap_s * 1000),
             offline_hold_ms=s.offline_hold_s * 1000,
+            close_spread_ms=int(s.close_spread_s * 1000),
         ),
         gateway_silent_ms=s.gateway_silent_s * 1000,
     )

@@ -41,11 +41,12 @@ from heatstream.schemas.errors import EventError
 from heatstream.schemas.serde import decode_raw
 from heatstream.schemas.telemetry import TelemetryFrame
 from heatstream.schemas.topics import RAW_EVENTS, topic_name
-from heatstream.settings import load_settings
+from heatstream.settings import StreamSettings, load_settings
 from heatstream.streams.app import processor_params
 from heatstream.streams.detectors import SkewParams
 from heatstream.streams.detectors.quality import QualityParams
 from heatstream.streams.processor import Origin, Processor, ProcessorParams
+from heatstream.streams.windows import close_phase_ms
 from tests.e2e.test_pipeline import _env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -77,9 +78,15 @@ MIN = 60_000
 WINDOW_MS = MIN
 FRAME_MS = 10_000  # `heatstream up --speed max` publishes 10-second frames
 # A window is closed, and judged, once its gateway's watermark (event time minus the
-# allowed lateness 30 s) has passed its end plus the max gap 10 s: the frame that
-# carries the watermark there arrives up to one frame later.
-CLOSE_MS = 30_000 + 10_000 + FRAME_MS
+# allowed lateness 30 s) has passed its end plus the max gap 10 s plus the gateway's
+# close phase (0-20 s, fixed per gateway): the frame that carries the watermark there
+# arrives up to one frame later.
+CLOSE_SPREAD_MS = int(StreamSettings().close_spread_s * 1000)
+
+
+def close_ms(d: Detected) -> int:
+    phase = close_phase_ms(d.by_gateway, CLOSE_SPREAD_MS) if d.by_gateway else CLOSE_SPREAD_MS
+    return 30_000 + 10_000 + phase + FRAME_MS
 
 
 @dataclass(frozen=True)
@@ -326,12 +333,12 @@ def _first_detection(
 
 def _burst(fault: dict[str, Any], d: Detected) -> int:
     # Leaks, burst: moisture, <= 2 windows (max of the window, 2 of 3).
-    return 2 * WINDOW_MS + CLOSE_MS
+    return 2 * WINDOW_MS + close_ms(d)
 
 
 def _stuck(fault: dict[str, Any], d: Detected) -> int:
     # Stuck sensors: 5 windows (`stuck_windows`) of one exact value.
-    return QualityParams().stuck_windows * WINDOW_MS + CLOSE_MS
+    return QualityParams().stuck_windows * WINDOW_MS + close_ms(d)
 
 
 def _silent(fault: dict[str, Any], d: Detected) -> int:

@@ -131,6 +131,9 @@ def test_a_worker_joining_and_leaving_changes_no_result(stack, tmp_path: Path, u
         tmp_path,
         allowed_lateness_s="10",
         max_gap_s="5",
+        # Windows close as soon as lateness and gap allow: the checkpoints below wait
+        # for the windows a given stretch of the log closes.
+        close_spread_s="0",
     )
     env, raw_topic, derived = app.env, app.raw, app.derived
     params = ProcessorParams(windows=WindowParams(allowed_lateness_ms=10_000, max_gap_ms=5_000))

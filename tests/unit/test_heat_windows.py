@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import zlib
 
 import numpy as np
 import pytest
@@ -10,7 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from heatstream.streams.heat import integrate
-from heatstream.streams.windows import CHANNEL_INDEX, N_ROWS, WindowEngine, WindowParams
+from heatstream.streams.windows import (
+    CHANNEL_INDEX,
+    N_ROWS,
+    WindowEngine,
+    WindowParams,
+    close_phase_ms,
+)
 
 T0 = 1_768_435_200_000  # 2026-01-15T00:00:00Z, a window boundary
 
@@ -185,3 +192,52 @@ def _appended_by_boiler(engine: WindowEngine) -> dict[str, list[int]]:
             for boiler, lo, hi in zip(run.boilers, [0, *ends[:-1]], ends, strict=True):
                 out.setdefault(boiler, []).extend(run.times[lo:hi].tolist())
     return out
+
+
+def test_close_phases_are_fixed_per_gateway_and_spread_over_the_interval() -> None:
+    phases = [close_phase_ms(f"gw-{i:03d}", 20_000) for i in range(200)]
+    assert phases == [close_phase_ms(f"gw-{i:03d}", 20_000) for i in range(200)]
+    assert all(0 <= p <= 20_000 for p in phases)
+    # Spread, not bunched: every fifth of the interval holds some of them.
+    assert {p * 5 // 20_001 for p in phases} == {0, 1, 2, 3, 4}
+    assert close_phase_ms("gw-001", 0) == 0
+    # CRC-32 of the id, scaled: the same in every process (Python's hash() is not).
+    assert close_phase_ms("gw-001", 20_000) == zlib.crc32(b"gw-001") * 20_001 >> 32
+
+
+@pytest.mark.parametrize("spread_ms", [0, 7_000, 20_000])
+def test_a_window_closes_its_gateways_phase_after_the_watermark_allows_it(spread_ms: int) -> None:
+    params = WindowParams(allowed_lateness_ms=10_000, max_gap_ms=5_000, close_spread_ms=spread_ms)
+    phase = close_phase_ms("gw", spread_ms)
+    # Window [T0, T0 + 60 s) may close once the newest sample is 60 + 5 + 10 s + phase in.
+    due = T0 + 75_000 + phase
+    engine = WindowEngine(params)
+    closed_at = None
+    for t in range(T0, due + 3_000, 1000):
+        engine.add("gw", "site", "b1", np.array([t]), samples(np.array([t])))
+        engine.advance("gw", t)
+        if engine.close_ready() and closed_at is None:
+            closed_at = t
+    assert closed_at == -(-due // 1000) * 1000  # the first sample at or after `due`
+
+
+def test_a_sample_is_late_only_once_its_window_closed_with_the_phase() -> None:
+    # A gateway with a phase: a sample older than the lateness alone allows, arriving
+    # before the phased close, is folded into its window; after the close it is late.
+    params = WindowParams(allowed_lateness_ms=10_000, max_gap_ms=5_000, close_spread_ms=20_000)
+    gateway = next(g for g in (f"gw-{i}" for i in range(100)) if close_phase_ms(g, 20_000) > 5_000)
+    phase = close_phase_ms(gateway, 20_000)
+    engine = WindowEngine(params)
+    t = np.arange(T0, T0 + 75_000 + phase - 1000, 1000, dtype=np.int64)
+    engine.add(gateway, "site", "b1", t, samples(t))
+    engine.advance(gateway, int(t.max()))
+    assert engine.close_ready() == []
+    straggler = np.array([T0 + 59_500])  # 16 s older than the newest: past the lateness
+    assert engine.add(gateway, "site", "b1", straggler, samples(straggler)).late == 0
+    t2 = np.array([T0 + 75_000 + phase])
+    engine.add(gateway, "site", "b1", t2, samples(t2))
+    engine.advance(gateway, int(t2[0]))
+    (window,) = engine.close_ready()
+    assert window.samples == 61  # 60 in time + the straggler
+    again = np.array([T0 + 59_600])
+    assert engine.add(gateway, "site", "b1", again, samples(again)).late == 1
