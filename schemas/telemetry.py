@@ -343,6 +343,13 @@ def _structure_looks_valid(frame: _FrameBody) -> bool:
 
 
 @functools.cache
+def channel_rows(channels: tuple[str, ...]) -> np.ndarray:
+    """Where each of `channels` sits in `CHANNEL_NAMES`: the rows of an array with one
+    row per channel that a frame's `matrix` (its `channels_present`) goes into."""
+    return np.array([CHANNEL_NAMES.index(name) for name in channels], dtype=np.intp)
+
+
+@functools.cache
 def _bounds(channels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Physical low and high of `channels`, as columns to compare a `matrix` with."""
     specs = [CHANNEL_BY_NAME[name] for name in channels]

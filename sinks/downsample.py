@@ -47,7 +47,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from heatstream.schemas.telemetry import CHANNELS, TelemetryFrame
+from heatstream.schemas.telemetry import CHANNELS, TelemetryFrame, channel_rows
 from heatstream.sinks.lineprotocol import FieldValue, Point
 
 MEASUREMENT = "telemetry"
@@ -57,7 +57,6 @@ SEEN_MS = 60_000
 _FAR_PAST = -(2**62)
 _N = len(CHANNELS)
 _NAMES = [c.name for c in CHANNELS]
-_INDEX = {name: i for i, name in enumerate(_NAMES)}
 _LOW = np.array([c.low for c in CHANNELS])[:, np.newaxis]
 _HIGH = np.array([c.high for c in CHANNELS])[:, np.newaxis]
 # Rows of the integer accumulators: one count per channel, then these two.
@@ -276,8 +275,7 @@ class Downsampler:
             values = frame.matrix
         else:  # an absent channel adds 0.0 to the sums and nothing to the counts
             values = np.full((_N, t.size), np.nan)
-            for name, column in frame.columns.items():
-                values[_INDEX[name]] = column
+            values[channel_rows(frame.channels_present)] = frame.matrix
         if accepted is not None:
             boiler_idx, t, values = boiler_idx[accepted], t[accepted], values[:, accepted]
         n = t.size

@@ -23,7 +23,6 @@ group's buffers, ~90 KB each).
 
 from __future__ import annotations
 
-import functools
 import logging
 import pickle
 from collections import Counter
@@ -41,7 +40,7 @@ from heatstream.schemas.deadletter import DeadLetter
 from heatstream.schemas.derived import DataQualityIssue, HeatWindow, resolution_label
 from heatstream.schemas.errors import EventError
 from heatstream.schemas.serde import RawEvent
-from heatstream.schemas.telemetry import CHANNEL_BY_NAME, TelemetryFrame
+from heatstream.schemas.telemetry import CHANNEL_BY_NAME, TelemetryFrame, channel_rows
 from heatstream.schemas.topics import TopicSpec
 from heatstream.streams.attribution import ComputeLedger
 from heatstream.streams.detectors import (
@@ -307,7 +306,7 @@ class Processor:
         n = frame.n_samples
         values = np.full((N_ROWS, n), np.nan)
         values[QUARANTINE_ROW] = 0.0
-        values[_rows_of(frame.channels_present)] = frame.matrix
+        values[channel_rows(frame.channels_present)] = frame.matrix
         violations = frame.range_violations()
         if violations:
             self.counters.quarantined += len(violations)
@@ -856,12 +855,6 @@ def _delta_row(samples: list[Appended], skip: set[str]) -> bytes | None:
         ),
         protocol=pickle.HIGHEST_PROTOCOL,
     )
-
-
-@functools.cache
-def _rows_of(channels: tuple[str, ...]) -> np.ndarray:
-    """The rows of a window buffer's values that hold `channels`."""
-    return np.array([CHANNEL_INDEX[name] for name in channels], dtype=np.intp)
 
 
 def _event_max_t(event: TelemetryFrame | JobStarted | JobFinished | NodeState | PowerCapSet) -> int:
