@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 import tempfile
+from bisect import bisect_right
 from contextlib import suppress
 from functools import lru_cache
 from importlib import metadata
@@ -202,6 +204,45 @@ def heat_capacity_kj_kgk(temp_c: np.ndarray | float) -> np.ndarray:
     """c_p(T) of liquid water in kJ/(kg·K)."""
     temps, _, cp = _table()
     return np.interp(temp_c, temps, cp)
+
+
+def density_at(temp_c: float) -> float:
+    """`density_kg_m3` of one temperature, equal to it bit for bit, for the
+    detectors' per-window arithmetic: ~0.3 us instead of numpy's ~2.5 us a call."""
+    temps, rho, _ = _scalar_table()
+    return _interp(temp_c, temps, rho)
+
+
+def heat_capacity_at(temp_c: float) -> float:
+    """`heat_capacity_kj_kgk` of one temperature, equal to it bit for bit."""
+    temps, _, cp = _scalar_table()
+    return _interp(temp_c, temps, cp)
+
+
+@lru_cache(maxsize=1)
+def _scalar_table() -> tuple[list[float], list[float], list[float]]:
+    temps, rho, cp = _table()
+    return temps.tolist(), rho.tolist(), cp.tolist()
+
+
+def _interp(x: float, xp: list[float], fp: list[float]) -> float:
+    """np.interp(x, xp, fp) of one float, by numpy's own arithmetic: the interval
+    found by binary search, the ends held, the slope and the NaN fallback as
+    there (numpy/_core/src/multiarray/compiled_base.c, arr_interp)."""
+    if math.isnan(x):
+        return math.nan
+    j = bisect_right(xp, x) - 1
+    if j < 0:
+        return fp[0]
+    if j >= len(xp) - 1 or xp[j] == x:
+        return fp[j]
+    slope = (fp[j + 1] - fp[j]) / (xp[j + 1] - xp[j])
+    result = slope * (x - xp[j]) + fp[j]
+    if math.isnan(result):
+        result = slope * (x - xp[j + 1]) + fp[j + 1]
+        if math.isnan(result) and fp[j] == fp[j + 1]:
+            result = fp[j]
+    return result
 
 
 def thermal_power_kw(

@@ -45,7 +45,7 @@ from heatstream.streams.detectors.hysteresis import Latch
 from heatstream.streams.detectors.pump import PumpTrack
 from heatstream.streams.detectors.reading import Reading
 from heatstream.streams.stats import WindowStats
-from heatstream.streams.water import density_kg_m3, heat_capacity_kj_kgk
+from heatstream.streams.water import density_at, heat_capacity_at
 
 STATE_VERSION = 4
 #: A noisy channel whose every reading in the window is identical (and not 0) is frozen
@@ -124,7 +124,7 @@ def _frozen(w: WindowStats, channel: str) -> bool:
 
 def volumetric_heat_capacity(temp_c: float) -> float:
     """ρ·c_p of water in kJ/(L·K)."""
-    return float(density_kg_m3(temp_c)) / 1000.0 * float(heat_capacity_kj_kgk(temp_c))
+    return density_at(temp_c) / 1000.0 * heat_capacity_at(temp_c)
 
 
 class EfficiencyDetector:

@@ -24,9 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from heatstream.streams.water import density_kg_m3
+from heatstream.streams.water import density_at
 
 BIN_K = 5.0
 N_BINS = 20  # 0-100 °C
@@ -44,8 +42,7 @@ class ExpansionParams:
 
 def expansion_coefficient(temp_c: float) -> float:
     """γ = -(1/ρ) dρ/dT of water, 1/K."""
-    rho = density_kg_m3(np.array([temp_c - 0.5, temp_c, temp_c + 0.5]))
-    return float(-(rho[2] - rho[0]) / rho[1])
+    return -(density_at(temp_c + 0.5) - density_at(temp_c - 0.5)) / density_at(temp_c)
 
 
 def _bin(temp_c: float) -> int:

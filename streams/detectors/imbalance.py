@@ -19,7 +19,7 @@ from heatstream.streams.detectors.context import WindowContext
 from heatstream.streams.detectors.hysteresis import Latch
 from heatstream.streams.detectors.verdict import NOT_ASSESSED, Finding, Verdict
 from heatstream.streams.stats import WindowStats
-from heatstream.streams.water import density_kg_m3
+from heatstream.streams.water import density_at
 
 if TYPE_CHECKING:
     from heatstream.streams.detectors.leaks import LeakParams
@@ -44,7 +44,7 @@ class ImbalanceEvidence:
             or ret < p.imbalance_min_flow_lpm
         ):
             return Verdict(None, False) if latch.active else NOT_ASSESSED
-        expected = ret * float(density_kg_m3(tr)) / float(density_kg_m3(ts))
+        expected = ret * density_at(tr) / density_at(ts)
         tol = max(p.imbalance_abs_lpm, p.imbalance_rel * ret)
         offset = self.offset.value(p.imbalance_warmup)
         if offset is None:

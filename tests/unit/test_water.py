@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
-from heatstream.streams.water import density_kg_m3, heat_capacity_kj_kgk, thermal_power_kw
+from heatstream.streams.water import (
+    T_MAX_C,
+    T_MIN_C,
+    _interp,
+    density_at,
+    density_kg_m3,
+    heat_capacity_at,
+    heat_capacity_kj_kgk,
+    thermal_power_kw,
+)
 
 
 @pytest.mark.parametrize(
@@ -49,3 +58,32 @@ def test_power_scales_with_flow_and_sign_of_delta(
         metered_at_c=np.array([t_return]),
     )
     assert reverse[0] < 0
+
+
+def _same(a: float, b: float) -> bool:
+    return (np.isnan(a) and np.isnan(b)) or a == b
+
+
+@given(
+    st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.floats(T_MIN_C - 2, T_MAX_C + 2),
+        st.integers(int(T_MIN_C) - 1, int(T_MAX_C) + 1).map(float),  # grid points, ends
+    )
+)
+def test_one_temperature_gives_numpys_value_bit_for_bit(temp_c: float) -> None:
+    assert _same(density_at(temp_c), float(density_kg_m3(temp_c)))
+    assert _same(heat_capacity_at(temp_c), float(heat_capacity_kj_kgk(temp_c)))
+
+
+@given(
+    st.lists(st.floats(-1e6, 1e6), min_size=2, max_size=8, unique=True).map(sorted),
+    st.lists(st.floats(allow_nan=False, allow_infinity=True), min_size=8, max_size=8),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
+@example([0.0, 1.0], [np.inf, 1.0], 0.5)  # inf - inf: numpy's second formula gives inf
+@example([0.0, 1.0], [1.0, np.inf], 0.0)  # on a grid point: fp there, not inf * 0
+def test_the_scalar_interpolation_is_numpys_on_any_table(xp, fp, x) -> None:
+    """Uneven grids and infinite values too (the cases of numpy's NaN fallback)."""
+    fp = fp[: len(xp)]
+    assert _same(_interp(x, xp, fp), float(np.interp(x, xp, fp)))
