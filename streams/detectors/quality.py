@@ -19,6 +19,7 @@ The intake helpers live in their own modules and are re-exported here:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from heatstream.schemas.derived import DataQualityIssue
@@ -67,6 +68,12 @@ class QualityParams:
         return dict(self.channel_epsilon).get(channel, self.epsilon)
 
 
+@lru_cache(maxsize=8)
+def _epsilons(params: QualityParams) -> dict[str, float]:
+    """`params.eps` of each channel: asked for ~8 times a window."""
+    return {c: params.eps(c) for c in params.channels}
+
+
 def _fresh() -> dict[str, Any]:
     return {
         "varied": 0,
@@ -85,6 +92,7 @@ class QualityDetector:
     def __init__(self, boiler: str, site: str, params: QualityParams = QualityParams()) -> None:
         self.boiler, self.site, self.params = boiler, site, params
         self._ch: dict[str, dict[str, Any]] = {c: _fresh() for c in params.channels}
+        self._eps = _epsilons(params)  # one dict for every detector with these parameters
 
     def update(self, w: WindowStats, ctx: WindowContext) -> list[DataQualityIssue]:
         p = self.params
@@ -95,10 +103,10 @@ class QualityDetector:
             spread, value = w.spread.get(channel), w.last_values.get(channel)
             if spread is None or value is None:
                 continue  # channel absent this window: neither stuck nor varying
-            st = self._ch[channel]
-            flat = spread <= p.eps(channel)
+            st, eps = self._ch[channel], self._eps[channel]
+            flat = spread <= eps
             if st["active"]:
-                same = abs(value - st["value"]) <= p.eps(channel)
+                same = abs(value - st["value"]) <= eps
                 self._while_stuck(w, channel, st, flat and same, out)
                 continue
             at_cap = (
@@ -113,7 +121,7 @@ class QualityDetector:
             if value == 0.0 or at_cap or st["varied"] < p.arm_windows:
                 st["run"] = 0
                 continue
-            if st["run"] and abs(value - st["value"]) <= p.eps(channel):
+            if st["run"] and abs(value - st["value"]) <= eps:
                 st["run"] += 1
             else:
                 st["run"], st["start"], st["value"] = 1, w.start_ms, value
