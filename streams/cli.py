@@ -60,7 +60,7 @@ def worker(
     except KafkaConfigError as exc:
         _stop("worker", exc)
     level = (loglevel or settings.log_level).lower()
-    tune_gc()
+    tune_gc(freeze_survivors=True)
     faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False).execute_from_commandline()
 
 
