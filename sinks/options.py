@@ -54,7 +54,7 @@ class SinkOptions(BaseModel):
         " InfluxDB on the same host, where compressing costs both ends CPU and saves nothing"
         " (10,000 telemetry points: 0.35-0.45 s to write plain, 0.48-0.61 s gzipped);"
         " known defect: with 0 the sink's memory grows ~19 MiB/min at 1,000 points/s"
-        " (BENCHMARKS.md), so keep the default for a long-running sink",
+        " (BENCHMARKS.md); 1 stayed flat in a 4-minute soak: use 1 or more for a long-running sink",
     )
     downsample_s: int = Field(
         10, ge=0, description="raw telemetry is landed as means over buckets this long; 0 disables"
