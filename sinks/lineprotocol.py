@@ -110,8 +110,8 @@ def _float(value: float) -> str:
 
 
 def _field_value(key: str, value: FieldValue) -> str | None:
-    if type(value) is float:  # most fields: first
-        return _float(value) if math.isfinite(value) else None
+    """A field's text, None when not finite; plain floats never come here
+    (`encode_point` writes them itself, as `_float` does)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
