@@ -39,7 +39,7 @@ from heatstream.schemas.topics import (
     topic_name,
 )
 from heatstream.settings import Settings
-from heatstream.streams.faust_fixes import fix_gap_commits
+from heatstream.streams.faust_fixes import fix_gap_commits, fix_recovery_ends
 from heatstream.streams.health import WorkerHealth
 from heatstream.streams.params import processor_params  # still importable from here
 from heatstream.streams.probes import LatencySensor, consumer_lag
@@ -90,6 +90,7 @@ def build_app(
         value_serializer="raw",
         **_security(settings),
     )
+    fix_recovery_ends(app, kafka)  # see streams/faust_fixes.py: rows lost on the embedded broker
     topics: dict[str, Any] = {
         spec.name: app.topic(
             topic_name(spec, kafka.topic_prefix),
@@ -178,18 +179,11 @@ def build_app(
             if pending:
                 await asyncio.gather(*pending)
             changed = [(proc.dirty_rows(), last_event) for proc, last_event in touched.values()]
-            # The embedded broker (Tansu 0.6) reports a partition's end offset as
-            # the base offset of its last record batch + 1: when the changelog's
-            # last batch holds several rows, a worker restarted on its data dir
-            # finds its persisted offset past that "end" and Faust's recovery
-            # stops (ConsistencyError). So the last row of each partition goes
-            # alone, once the others are acknowledged: one round trip per batch.
+            # A batch's rows go to the changelog together; a restart restores them
+            # up to the partition's real end (fix_recovery_ends), whatever the
+            # broker lists as its end.
             for rows, last_event in changed:
-                put_rows(rows[:-1], last_event)
-            if any(len(rows) > 1 for rows, _ in changed):
-                await app.producer.flush()
-            for rows, last_event in changed:
-                put_rows(rows[-1:], last_event)
+                put_rows(rows, last_event)
 
     async def wall_clock_liveness() -> None:
         # The live-only check of DESIGN.md: a gateway alone on its partition

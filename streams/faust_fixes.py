@@ -1,4 +1,4 @@
-"""A fix to Faust (faust-streaming 0.15) that the worker applies when it builds its app.
+"""Fixes to Faust (faust-streaming 0.15) that the worker applies when it builds its app.
 
 Committing past a false gap, one offset per commit
 --------------------------------------------------
@@ -19,14 +19,45 @@ restart, a worker that had caught up in seconds reported a lag for as many
 seconds as the gap had records (34-88 s measured; robinhood/faust#625 reports
 the same repeats). `fix_gap_commits` merges the gap itself, without repeats,
 before Faust's method runs, which then finds nothing left to merge.
+
+Recovering a table to the changelog's real end
+----------------------------------------------
+Faust restores a table by reading each changelog partition up to the end offset
+the broker lists (ListOffsets) when recovery starts, and stops there. Some
+Kafka-protocol brokers list less than the real end: Tansu 0.6, the embedded one,
+answers the base offset of the partition's last record batch + 1. Rows written
+in one batch after that base offset are then never restored: five rows produced
+in one batch to an empty changelog came back as the first row alone, in every
+run (tests/integration/test_faust_recovery.py). A worker restarted on an empty
+data directory (a new machine, a partition moving to another worker) resumed
+with stale state for those keys; one restarted on its own data directory, whose
+RocksDB had persisted an offset past the listed end, was stopped by Faust's
+ConsistencyError instead.
+
+`fix_recovery_ends` makes recovery ask, for every partition whose listed end
+is above 0, where the real end is: a consumer of its own fetches from the
+listed end - 1, which returns that whole last batch and the partition's
+highwater mark. Against a broker whose listed ends are right (Apache Kafka)
+the answer is the listed end, so nothing changes but one small fetch per
+changelog partition at each recovery.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
 from faust.types import TP
+
+from heatstream.kafka_security import client_kwargs, start_client
+from heatstream.settings import KafkaSettings
+
+log = logging.getLogger(__name__)
 
 _FIXED = "_heatstream_gap_commits_fixed"
 #: Faust's method as shipped (this module is what replaces it).
@@ -60,3 +91,102 @@ def merge_gap(acked: list[int], gap: Any) -> None:
         merged.update(range(span.begin, span.end))
     acked[:] = sorted(merged)
     gap.chop(0, max(top + 1, max(span.end for span in spans)))
+
+
+# -- Recovering to the real end -------------------------------------------------------
+
+_ENDS_FIXED = "_heatstream_recovery_ends_fixed"
+_END_FINDER = "_heatstream_true_ends"  # attribute of the app: its own broker settings
+#: Faust's method as shipped (this module is what wraps it).
+UNFIXED_BUILD_HIGHWATERS = Recovery._build_highwaters
+#: How long `true_end_offsets` waits for the broker's answer before keeping the listed ends.
+END_PROBE_TIMEOUT_S = 10.0
+
+EndFinder = Callable[[Mapping[TP, int]], Awaitable[dict[TP, int]]]
+
+
+def fix_recovery_ends(app: Any, kafka: KafkaSettings) -> None:
+    """Make `app`'s table recovery read each changelog partition to its real end
+    (`true_end_offsets`), not to the end its broker lists. Other apps are untouched."""
+
+    async def find(listed: Mapping[TP, int]) -> dict[TP, int]:
+        return await true_end_offsets(kafka, listed)
+
+    setattr(app, _END_FINDER, find)
+    if getattr(Recovery, _ENDS_FIXED, False):
+        return
+
+    async def _build_highwaters(
+        self: Any, consumer: Any, tps: Any, destination: Any, title: str
+    ) -> None:
+        await UNFIXED_BUILD_HIGHWATERS(self, consumer, tps, destination, title)
+        finder: EndFinder | None = getattr(self.app, _END_FINDER, None)
+        if finder is not None:
+            await raise_highwaters(destination, finder, title)
+
+    Recovery._build_highwaters = _build_highwaters  # type: ignore[method-assign]
+    setattr(Recovery, _ENDS_FIXED, True)
+
+
+async def raise_highwaters(highwaters: Any, finder: EndFinder, title: str) -> None:
+    """Move Faust's recovery highwaters (last offset to read, -1 for an empty
+    partition) up to the real ends `finder` gives; never down."""
+    listed = {tp: last + 1 for tp, last in highwaters.items() if last is not None and last >= 0}
+    if not listed:
+        return
+    for tp, end in (await finder(listed)).items():
+        if end - 1 > highwaters[tp]:
+            log.info(
+                "Recovery (%s): %s[%d] ends at offset %d, not at the %d its broker lists",
+                title,
+                tp.topic,
+                tp.partition,
+                end,
+                listed[tp],
+            )
+            highwaters[tp] = end - 1
+
+
+async def true_end_offsets(
+    kafka: KafkaSettings, listed: Mapping[TP, int], timeout_s: float = END_PROBE_TIMEOUT_S
+) -> dict[TP, int]:
+    """The offset after the last record of each partition in `listed` (partition ->
+    end offset listed by the broker, above 0), read from the partition itself.
+
+    A fetch from offset listed - 1 returns the record batch holding it, whole,
+    and the partition's highwater mark: the larger of the offset after that
+    batch's last record and the highwater is the real end. A partition that does
+    not answer within `timeout_s` keeps its listed end (logged)."""
+    tps = {TopicPartition(tp.topic, tp.partition): tp for tp, end in listed.items() if end > 0}
+    ends = {tp: end for tp, end in listed.items()}
+    if not tps:
+        return ends
+    consumer = AIOKafkaConsumer(**client_kwargs(kafka), enable_auto_commit=False)
+    await start_client(consumer.start, kafka)
+    try:
+        consumer.assign(list(tps))
+        for atp, tp in tps.items():
+            consumer.seek(atp, listed[tp] - 1)
+        waiting = set(tps)
+        deadline = time.monotonic() + timeout_s
+        while waiting and time.monotonic() < deadline:
+            batch = await consumer.getmany(*waiting, timeout_ms=200)
+            for atp in list(waiting):
+                records = batch.get(atp)
+                highwater = consumer.highwater(atp)
+                if records or highwater is not None:
+                    tp = tps[atp]
+                    last = records[-1].offset + 1 if records else 0
+                    ends[tp] = max(ends[tp], last, highwater or 0)
+                    waiting.discard(atp)
+        for atp in waiting:
+            log.warning(
+                "No answer for the end of %s[%d] in %.0f s: recovering it to the listed %d",
+                atp.topic,
+                atp.partition,
+                timeout_s,
+                listed[tps[atp]],
+            )
+    finally:
+        await consumer.stop()
+    return ends

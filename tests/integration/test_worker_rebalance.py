@@ -19,8 +19,9 @@ Two gateways per partition also means that every batch changes several state
 rows of a partition at once. On the embedded broker, whose ListOffsets reports
 the base offset of a partition's last record batch (+1) as its end, a worker
 that keeps its partitions across the rebalance then finds its persisted
-changelog offset past that "end" and Faust stops it (ConsistencyError), unless
-the worker keeps the changelog's last batch at one record (streams/app.py).
+changelog offset past that "end", and Faust stops it (ConsistencyError) unless
+recovery asks the partition for its real end (fix_recovery_ends,
+streams/faust_fixes.py).
 """
 
 from __future__ import annotations

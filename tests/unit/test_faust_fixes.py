@@ -1,9 +1,13 @@
 """streams/faust_fixes.py: Faust's own `_new_offset`, on the state a worker restart
-leaves behind, commits past a gap that overlaps acknowledged offsets in one step."""
+leaves behind, commits past a gap that overlaps acknowledged offsets in one step;
+recovery highwaters move up to the real ends (against the broker:
+tests/integration/test_faust_recovery.py)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
+import asyncio
+from collections import Counter, defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 import faust.transport.consumer as faust_consumer
@@ -12,7 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from intervaltree import IntervalTree
 
-from heatstream.streams.faust_fixes import UNFIXED_NEW_OFFSET, fix_gap_commits, merge_gap
+from heatstream.streams.faust_fixes import (
+    UNFIXED_NEW_OFFSET,
+    fix_gap_commits,
+    merge_gap,
+    raise_highwaters,
+)
 
 TP6 = TP("heatstream.raw.events", 6)
 
@@ -88,3 +97,28 @@ def test_merge_gap_keeps_each_offset_once_and_empties_the_gap_below_the_top(
     assert set(merged) == set(acked) | moved
     # What stays in the gap is what was not merged (the top offset is acked anyway).
     assert offsets(tree) == gap_before - moved - ({top} if moved else set())
+
+
+def test_highwaters_move_up_to_the_real_ends_never_down() -> None:
+    """Faust's highwaters are last offsets (end - 1; -1 for an empty partition)."""
+    short, empty, ahead, right = (TP("changelog", p) for p in range(4))
+    highwaters: Counter[TP] = Counter({short: 0, empty: -1, ahead: 9, right: 3})
+    asked: list[dict[TP, int]] = []
+
+    async def finder(listed: Mapping[TP, int]) -> dict[TP, int]:
+        asked.append(dict(listed))
+        return {short: 5, ahead: 7, right: 4}
+
+    asyncio.run(raise_highwaters(highwaters, finder, "active"))
+
+    assert asked == [{short: 1, ahead: 10, right: 4}]  # listed ends, empty partitions not asked
+    assert highwaters == Counter({short: 4, empty: -1, ahead: 9, right: 3})
+
+
+def test_no_partition_to_recover_asks_nothing() -> None:
+    async def finder(listed: Mapping[TP, int]) -> dict[TP, int]:
+        raise AssertionError(f"asked for {listed}")
+
+    highwaters: Counter[TP] = Counter({TP("changelog", 0): -1})
+    asyncio.run(raise_highwaters(highwaters, finder, "standby"))
+    assert highwaters == Counter({TP("changelog", 0): -1})
