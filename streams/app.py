@@ -44,6 +44,7 @@ from heatstream.streams.health import WorkerHealth
 from heatstream.streams.params import processor_params  # still importable from here
 from heatstream.streams.probes import LatencySensor, consumer_lag
 from heatstream.streams.processor import Origin, Processor
+from heatstream.streams.store import store_url
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ def build_app(
         key_type=bytes,
         value_type=bytes,
         partitions=kafka.partitions,
+        store=store_url(STATE_TABLE),  # RocksDB without its write-ahead log: see streams/store.py
         options=dict(ROCKSDB_OPTIONS),  # Faust pops keys from the dict it gets
     )
     params = processor_params(settings)

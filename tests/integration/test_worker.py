@@ -13,13 +13,16 @@ import time
 from pathlib import Path
 
 import pytest
+import rocksdict
 from aiokafka import AIOKafkaProducer
+from faust.stores.rocksdb import Store as RocksDBStore
 
 from heatstream.inventory import Inventory, synthetic_inventory
 from heatstream.schemas import topics
 from heatstream.schemas.derived import HeatWindow
 from heatstream.schemas.serde import decode_derived, encode
 from heatstream.schemas.telemetry import TelemetryFrame
+from heatstream.streams.app import STATE_TABLE
 from heatstream.streams.processor import Origin, Processor, ProcessorParams
 from heatstream.streams.windows import WindowParams
 from tests.integration.worker_support import read_topics, start_worker, stop_worker, worker_app
@@ -29,6 +32,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.reliability, pytest.mark.slow
 T0 = 1_768_435_200_000
 INV = synthetic_inventory(boilers=6, sites=2)
 PARTITIONS = 4
+OFFSET_KEY = RocksDBStore.offset_key
 
 
 def messages(seconds: int, inventory: Inventory = INV) -> list[tuple[bytes, bytes]]:
@@ -135,6 +139,11 @@ def test_worker_killed_mid_window_loses_nothing_and_counts_nothing_twice(
 
     if restart_on == "an empty data directory":
         datadir = tmp_path / "new-worker-state"
+    else:
+        # The table's RocksDB writes no log (streams/store.py): what its memtables
+        # held died with the process, offsets included, and the changelog alone
+        # must bring it back. (With RocksDB's log, these offsets survive.)
+        assert persisted_offsets(datadir) == {}
     second = start_worker(app.env, datadir, log)
     try:
         asyncio.run(produce(stack.bootstrap, raw_topic, msgs[half:]))
@@ -163,6 +172,27 @@ def test_worker_killed_mid_window_loses_nothing_and_counts_nothing_twice(
         e.gateway for e in map(decode_derived, issues.values()) if e.kind == "gateway_offline"
     }
     assert offline == {"gw-01", "gw-02"}
+
+
+def persisted_offsets(datadir: Path) -> dict[str, int]:
+    """The changelog offsets that the table's databases in `datadir` hold (Faust
+    records the last one written back with the rows), by database directory."""
+    found = sorted(datadir.rglob(f"{STATE_TABLE}-*.db"))
+    assert found, f"no database of the table under {datadir}"
+    offsets = {}
+    for path in found:
+        db = rocksdict.Rdict(
+            str(path),
+            options=rocksdict.Options(raw_mode=True),
+            access_type=rocksdict.AccessType.read_only(),
+        )
+        try:
+            offset = db.get(OFFSET_KEY)
+        finally:
+            db.close()
+        if offset is not None:
+            offsets[path.name] = int(offset)
+    return offsets
 
 
 def test_worker_holds_a_gateway_of_130_boilers_across_a_sigkill(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 from heatstream.inventory import synthetic_inventory
@@ -31,3 +32,33 @@ def test_producer_record_batches_follow_the_setting(tmp_path: Path) -> None:
     assert (
         build_app(smaller, inventory, datadir=tmp_path).conf.producer_max_batch_size == 256 * 1024
     )
+
+
+def _logged_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.glob("*.log"))
+
+
+def test_state_store_writes_no_write_ahead_log_and_keeps_rows_on_close(tmp_path: Path) -> None:
+    # The changelog is the table's durable copy; RocksDB's own log was a third copy of
+    # every row written in the agent's thread (streams/store.py).
+    settings = load_settings(stack={"data_dir": tmp_path, "kafka_port": 0, "influx_port": 0})
+    inventory = synthetic_inventory(boilers=4, sites=2)
+    row = bytes(range(256)) * 1024  # 256 KiB, well inside one 2 MiB memtable
+
+    (faust_table,) = build_app(settings, inventory, datadir=tmp_path / "f").tables.values()
+    shipped = faust_table._new_store_by_url("rocksdb://")  # Faust's store, as the premise
+    shipped._db_for_partition(0).put(b"row", row)
+    assert _logged_bytes(shipped.partition_path(0)) >= len(row)
+
+    (table,) = build_app(settings, inventory, datadir=tmp_path / "h").tables.values()
+    ours = table._new_store()
+    # The same directory as Faust's store: a worker's existing data stays in use.
+    assert ours.partition_path(0).name == shipped.partition_path(0).name
+    db = ours._db_for_partition(0)
+    db.put(b"row", row)
+    assert _logged_bytes(ours.partition_path(0)) < 4096
+    # Faust drops its databases on stop and revocation; closing flushes the memtable.
+    del db
+    ours._dbs.clear()
+    gc.collect()
+    assert ours._db_for_partition(0).get(b"row") == row
