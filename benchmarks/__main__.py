@@ -199,6 +199,7 @@ def run(sizes: Sizes, only: set[str], results: Results, workdir: Path) -> None:
                         run_id,
                         warmup_s=sizes.live_warmup_s,
                         key="live" if last else f"live_{boilers}",
+                        stack_pids=_stack_pids(stack),
                     ),
                 )
         if "replay" in only and stack is not None:
@@ -285,6 +286,12 @@ def _start_stack(workdir: Path) -> EmbeddedStack:
     )
     stack.start()
     return stack
+
+
+def _stack_pids(stack: EmbeddedStack) -> dict[str, int]:
+    """The embedded stack's processes, by name, for the live run's CPU samples."""
+    servers = {"broker": stack.kafka, "influxd": stack.influxdb}
+    return {name: server.pid for name, server in servers.items() if server is not None}
 
 
 def _ceilings(

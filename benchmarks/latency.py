@@ -34,6 +34,9 @@ The fleet starts at second `START_SECOND` of a minute, so that the window
 closes of the minute (40-60 s after it: lateness, gap and each gateway's close
 phase) are measured in every run.
 Whether the worker keeps up is reported too: its lag when the fleet stops.
+The CPU of every process of the run (worker, sink, publisher, broker, InfluxDB)
+is sampled each second: `cpu.csv`, and the mean cores of each before and during
+the closes in the note of the p99 figure.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ import httpx
 from benchmarks.broker import Committed, provision
 from benchmarks.influxpoll import POLL_S, BucketWatch, poll_once
 from benchmarks.live import Pacer, percentile
-from benchmarks.procs import Children, Deployment, log_times
+from benchmarks.procs import Children, CpuSampler, Deployment, log_times
 from benchmarks.results import Figure
 from benchmarks.worker import crashes
 from benchmarks.workload import GATEWAY_1S, Fleet
@@ -112,7 +115,10 @@ def run_latency(
     run_id: str,
     warmup_s: int = WARMUP_S,
     key: str = "live",
+    stack_pids: dict[str, int] | None = None,
 ) -> tuple[list[Figure], list[str]]:
+    """The live run; `stack_pids` (name -> pid: the broker, InfluxDB) are sampled for
+    CPU with the worker, the sink and the publisher."""
     dep = Deployment(
         bootstrap,
         f"bll{run_id}{fleet.boilers}.",
@@ -143,6 +149,8 @@ def run_latency(
         recording, bootstrap, topic, fleet.boilers, GATEWAY_1S, seconds, dep.workdir / "pace.log"
     )
     pacer.start(children, start_ms)
+    pids = {"worker": worker.pid, "sink": sink.pid, "publisher": pacer.proc.pid}
+    cpu = CpuSampler({**pids, **(stack_pids or {})}).start()
     sites, watched = watched_sites(fleet)
     where = " OR ".join(f"\"site\" = '{site}'" for site in sites)
     telemetry = BucketWatch("telemetry", "samples", 1000, watched, start_ms, where=where)
@@ -177,6 +185,8 @@ def run_latency(
                 raise RuntimeError("worker or sink exited during the live run")
             time.sleep(POLL_S)
         landed = _count(client, dep.database or "", start_ms, last_bucket)
+    cpu.stop()
+    cpu.save(dep.workdir / "cpu.csv")
     sent = pacer.result(timeout_s=30)
     children.stop(sink)
     children.stop(worker)
@@ -228,6 +238,7 @@ def run_latency(
                 percentile(lat, n, 99),
                 "ms",
                 f"live {fleet.boilers:,} boilers: event -> telemetry point queryable, p99",
+                note=_cpu_note(cpu, start_ms, seconds, warmup_s),
             ),
         ]
     wlat, wn = windows.latencies(window_ms)  # from the window's end
@@ -266,6 +277,25 @@ def run_latency(
         )
     )
     return figures, crashes(log)
+
+
+def _cpu_note(cpu: CpuSampler, start_ms: int, seconds: int, warmup_s: int) -> str:
+    """Mean cores of each process before the minute's window closes and while they
+    run (40-60 s after the minute: lateness, gap and the gateways' close phases)."""
+    begin, end = start_ms / 1000 + warmup_s, start_ms / 1000 + seconds
+    closes = -(-start_ms // 60_000) * 60 + 40  # the first minute boundary in the run + 40 s
+    parts = []
+    for label, since, until in (
+        ("before the closes", begin, min(closes, end)),
+        ("during the closes", max(closes, begin), min(closes + 20, end)),
+    ):
+        cores = cpu.cores(since, until)
+        if cores:
+            used = ", ".join(f"{name} {c:.2f}" for name, c in cores.items())
+            parts.append(
+                f"{label} ({until - since:.0f} s): {used} (total {sum(cores.values()):.2f})"
+            )
+    return "CPU, mean cores: " + "; ".join(parts) + " (cpu.csv: each second)" if parts else ""
 
 
 def _count(client: httpx.Client, database: str, first_ms: int, last_ms: int) -> int:

@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -156,3 +157,56 @@ def wait_until(predicate: object, timeout_s: float, poll_s: float = 0.2) -> bool
             return True
         time.sleep(poll_s)
     return False
+
+
+class CpuSampler:
+    """The CPU of some processes over time: `cpu_s` of each, every `period_s`, read by
+    a thread (reading /proc costs ~20 us a process), from `start` to `stop`."""
+
+    def __init__(self, pids: dict[str, int], period_s: float = 1.0) -> None:
+        self.pids = pids
+        self.period_s = period_s
+        self.samples: list[tuple[float, dict[str, float]]] = []  # (epoch s, CPU s by name)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
+
+    def _sample(self) -> None:
+        # A process that has exited keeps the CPU it had (cpu_s of a gone pid reads 0).
+        last = self.samples[-1][1] if self.samples else {}
+        now = {name: cpu_s(pid) for name, pid in self.pids.items()}
+        self.samples.append(
+            (time.time(), {name: max(c, last.get(name, 0.0)) for name, c in now.items()})
+        )
+
+    def _run(self) -> None:
+        self._sample()
+        while not self._stop.wait(self.period_s):
+            self._sample()
+
+    def start(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def cores(self, since: float, until: float) -> dict[str, float]:
+        """Mean cores each process used between two epoch times (the samples nearest
+        inside them; {} if fewer than two fall inside)."""
+        inside = [(t, cpu) for t, cpu in self.samples if since <= t <= until]
+        if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+            return {}
+        (t0, c0), (t1, c1) = inside[0], inside[-1]
+        return {name: (c1[name] - c0[name]) / (t1 - t0) for name in self.pids}
+
+    def save(self, path: Path) -> None:
+        """Cores used by each process in each interval, as CSV (time at its end)."""
+        names = list(self.pids)
+        rows = ["t_s," + ",".join(names)]
+        for (ta, ca), (tb, cb) in zip(self.samples, self.samples[1:], strict=False):
+            if tb > ta:
+                used = ",".join(f"{(cb[n] - ca[n]) / (tb - ta):.3f}" for n in names)
+                rows.append(f"{tb:.3f},{used}")
+        path.write_text("\n".join(rows) + "\n")
