@@ -55,6 +55,7 @@ from benchmarks.results import Figure
 from benchmarks.worker import crashes
 from benchmarks.workload import GATEWAY_1S, Fleet
 from heatstream.schemas.topics import RAW_EVENTS, topic_name
+from heatstream.settings import StreamSettings
 from heatstream.stack.provision import create_database
 
 WARMUP_S = 10
@@ -281,13 +282,17 @@ def run_latency(
 
 def _cpu_note(cpu: CpuSampler, start_ms: int, seconds: int, warmup_s: int) -> str:
     """Mean cores of each process before the minute's window closes and while they
-    run (40-60 s after the minute: lateness, gap and the gateways' close phases)."""
+    run (lateness + gap after the minute, for the spread of the gateways' close phases)."""
+    streams = StreamSettings()  # the worker runs with the defaults
+    window_s = streams.window_s
     begin, end = start_ms / 1000 + warmup_s, start_ms / 1000 + seconds
-    closes = -(-start_ms // 60_000) * 60 + 40  # the first minute boundary in the run + 40 s
+    # The first window boundary in the run, plus the wait before a gateway closes.
+    closes = -(-start_ms // (window_s * 1000)) * window_s
+    closes += streams.allowed_lateness_s + streams.max_gap_s
     parts = []
     for label, since, until in (
         ("before the closes", begin, min(closes, end)),
-        ("during the closes", max(closes, begin), min(closes + 20, end)),
+        ("during the closes", max(closes, begin), min(closes + streams.close_spread_s, end)),
     ):
         cores = cpu.cores(since, until)
         if cores:
