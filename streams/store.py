@@ -29,11 +29,7 @@ from typing import Any
 
 from faust.stores import STORES
 from faust.stores.rocksdb import Store as RocksDBStore
-
-try:
-    from rocksdict import WriteOptions
-except ImportError:  # Faust then falls back to python-rocksdb, which keeps its log
-    WriteOptions = None
+from rocksdict import WriteOptions
 
 SCHEME = "heatstream-rocksdb"
 
@@ -57,7 +53,7 @@ class TableStore(RocksDBStore):
 
     def _open_for_partition(self, partition: int) -> Any:
         db = super()._open_for_partition(partition)
-        if self.use_rocksdict and WriteOptions is not None:
+        if self.use_rocksdict:  # python-rocksdb, if Faust were told to use it, keeps its log
             db.set_write_options(_unlogged())
         return db
 
