@@ -218,7 +218,11 @@ class EmbeddedStack:
             rpc_port=free_port(host),
         )
         self.influxdb = spawn(
-            "influxd", [influxd, "-config", str(config)], self.layout.influx_log, detach=self.detach
+            "influxd",
+            [influxd, "-config", str(config)],
+            self.layout.influx_log,
+            detach=self.detach,
+            env={"GOGC": str(self._base.stack.influx_gogc)},
         )
 
     async def _await_healthy(self) -> None:

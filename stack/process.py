@@ -16,7 +16,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,8 +84,16 @@ class ServerProcess:
             os.waitpid(self.pid, os.WNOHANG)
 
 
-def spawn(name: str, argv: Sequence[str], log: Path, *, detach: bool) -> ServerProcess:
-    """Start `argv` with stdout and stderr appended to `log`.
+def spawn(
+    name: str,
+    argv: Sequence[str],
+    log: Path,
+    *,
+    detach: bool,
+    env: Mapping[str, str] | None = None,
+) -> ServerProcess:
+    """Start `argv` with stdout and stderr appended to `log`, and `env` added to
+    this process's environment.
 
     `detach=True` (the CLI): the server gets its own session and outlives this
     process. `detach=False` (tests, library use): it is killed when the spawning
@@ -99,6 +107,7 @@ def spawn(name: str, argv: Sequence[str], log: Path, *, detach: bool) -> ServerP
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=log.parent,
+            env=None if env is None else {**os.environ, **env},
             start_new_session=True,
             preexec_fn=None if detach else _die_with_parent,
         )

@@ -107,6 +107,16 @@ def test_status_reports_both_servers_healthy(stack: EmbeddedStack) -> None:
     assert status.as_dict()["influxdb"]["url"] == stack.influx_url
 
 
+def test_influxd_runs_with_the_configured_go_gc_target(stack: EmbeddedStack) -> None:
+    assert stack.influxdb is not None
+    environ = Path(f"/proc/{stack.influxdb.pid}/environ").read_bytes().split(b"\0")
+
+    assert f"GOGC={stack.settings.stack.influx_gogc}".encode() in environ
+    assert stack.settings.stack.influx_gogc == 400  # the default: see StackSettings
+    # The rest of the environment is inherited, not replaced.
+    assert f"PATH={os.environ['PATH']}".encode() in environ
+
+
 async def test_line_protocol_written_reads_back_exactly(stack: EmbeddedStack, unique_name) -> None:
     measurement = unique_name("heat")
     fields = "boiler, site, p_th_w, coverage, samples, ok, reason"
