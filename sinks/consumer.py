@@ -207,6 +207,7 @@ class Sink:
             auto_offset_reset="earliest",
             session_timeout_ms=session_ms,
             heartbeat_interval_ms=max(100, session_ms // 5),
+            fetch_max_wait_ms=self.options.fetch_max_wait_ms,
             **kwargs,
         )
         self._consumer.subscribe(list(self.topics), listener=_Listener(self))

@@ -412,3 +412,19 @@ async def test_every_influxql_example_of_the_measurement_doc_runs(
         result = response.json()["results"][0]
         assert "error" not in result, (q, result)
         assert result.get("series"), f"no rows for:\n{q}"
+
+
+async def test_fetches_carry_the_configured_max_wait(
+    stack: EmbeddedStack, unique_name: Callable[[str], str]
+) -> None:
+    # The embedded broker holds a fetch that finds nothing new for about its max
+    # wait, whatever arrives meanwhile: the option bounds what a record waits there.
+    settings = await isolated(stack, unique_name("fetchwait"))
+    sink = build_sink(settings, FAST.model_copy(update={"fetch_max_wait_ms": 37}))
+    await sink._start_kafka()
+    try:
+        assert sink._consumer is not None
+        assert sink._consumer._fetcher._fetch_max_wait_ms == 37  # put in every FetchRequest
+    finally:
+        await sink._stop_clients()
+    assert SinkOptions().fetch_max_wait_ms == 50
