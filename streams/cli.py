@@ -37,7 +37,7 @@ def worker(
     from heatstream.cli import settings_of
     from heatstream.inventory import InventoryError, load_inventory
     from heatstream.kafka_security import KafkaConfigError, check_connection
-    from heatstream.runtime import tune_gc
+    from heatstream.runtime import tune_gc, tune_malloc
     from heatstream.streams.app import build_app
 
     settings = settings_of(ctx)
@@ -61,6 +61,7 @@ def worker(
         _stop("worker", exc)
     level = (loglevel or settings.log_level).lower()
     tune_gc(freeze_survivors=True)
+    tune_malloc()
     faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False).execute_from_commandline()
 
 
@@ -110,7 +111,7 @@ def replay(
     from heatstream.influxql import execute
     from heatstream.inventory import InventoryError, load_inventory
     from heatstream.kafka_security import KafkaConfigError
-    from heatstream.runtime import tune_gc
+    from heatstream.runtime import tune_gc, tune_malloc
     from heatstream.streams.replay import ReplayStalled
     from heatstream.streams.replay import replay as run_replay
 
@@ -161,6 +162,7 @@ def replay(
             )
 
         tune_gc()
+        tune_malloc()
         try:
             stats = asyncio.run(
                 run_replay(
