@@ -39,7 +39,7 @@ from heatstream.schemas.topics import (
     topic_name,
 )
 from heatstream.settings import Settings
-from heatstream.streams.faust_fixes import fix_gap_commits, fix_recovery_ends
+from heatstream.streams.faust_fixes import fix_buffer_flush, fix_gap_commits, fix_recovery_ends
 from heatstream.streams.health import WorkerHealth
 from heatstream.streams.params import processor_params  # still importable from here
 from heatstream.streams.probes import LatencySensor, consumer_lag
@@ -69,6 +69,7 @@ def build_app(
 ) -> faust.App:
     """A Faust app for these settings; nothing connects until it is started."""
     fix_gap_commits()  # see streams/faust_fixes.py: restarts stalled 34-88 s without it
+    fix_buffer_flush()  # see streams/faust_fixes.py: offsets committed ahead of table rows
     kafka = settings.kafka
     app = faust.App(
         settings.app_id,

@@ -1,23 +1,28 @@
 """streams/faust_fixes.py: Faust's own `_new_offset`, on the state a worker restart
 leaves behind, commits past a gap that overlaps acknowledged offsets in one step;
 recovery highwaters move up to the real ends (against the broker:
-tests/integration/test_faust_recovery.py)."""
+tests/integration/test_faust_recovery.py); the producer buffer's flush, which a
+commit waits for, returns only once every buffered message is handed over."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter, defaultdict
 from collections.abc import Mapping
+from types import SimpleNamespace
 from typing import Any
 
 import faust.transport.consumer as faust_consumer
+from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from intervaltree import IntervalTree
 
 from heatstream.streams.faust_fixes import (
+    UNFIXED_BUFFER_FLUSH,
     UNFIXED_NEW_OFFSET,
+    fix_buffer_flush,
     fix_gap_commits,
     merge_gap,
     raise_highwaters,
@@ -122,3 +127,46 @@ def test_no_partition_to_recover_asks_nothing() -> None:
     highwaters: Counter[TP] = Counter({TP("changelog", 0): -1})
     asyncio.run(raise_highwaters(highwaters, finder, "standby"))
     assert highwaters == Counter({TP("changelog", 0): -1})
+
+
+class SlowSend:
+    """Stands in for the Kafka client behind the buffer (only the hand-over is
+    under test): each message takes `delay_s` to be handed over, longer than the
+    0.1 s Faust's flush waits for one (a slow send or a loop busy elsewhere)."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.handed: list[int] = []
+
+    async def publish_message(self, fut: Any, wait: bool = False) -> None:
+        await asyncio.sleep(self.delay_s)
+        self.handed.append(fut.n)
+
+
+async def flush_after_buffering(flush: Any, messages: int) -> tuple[int, list[int]]:
+    """Buffer `messages`, flush with `flush`; (still buffered, handed over)."""
+    client = SlowSend(0.15)
+    buffer = ProducerBuffer()
+    buffer.app = SimpleNamespace(conf=SimpleNamespace(producer_threaded=False))
+    await buffer.start()
+    try:
+        for n in range(messages):
+            buffer.put(SimpleNamespace(n=n, message=SimpleNamespace(channel=client)))
+        await flush(buffer)
+        return buffer.size, list(client.handed)
+    finally:
+        while not buffer.pending.empty():  # else stopping it raises, as Faust's flush does
+            buffer.pending.get_nowait()
+        await buffer.stop()
+
+
+def test_faust_as_shipped_flushes_the_buffer_partly_and_returns() -> None:
+    left, handed = asyncio.run(flush_after_buffering(UNFIXED_BUFFER_FLUSH, 4))
+    assert left > 0 and len(handed) < 4  # what a commit then runs ahead of
+
+
+def test_the_fixed_flush_returns_once_every_message_is_handed_over() -> None:
+    fix_buffer_flush()
+    fix_buffer_flush()  # idempotent
+    left, handed = asyncio.run(flush_after_buffering(ProducerBuffer.flush, 4))
+    assert (left, handed) == (0, [0, 1, 2, 3])  # the last one too, taken before size hit 0
