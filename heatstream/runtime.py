@@ -49,7 +49,7 @@ def _freeze_after_full_collection(phase: str, info: dict[str, Any]) -> None:
 #: temporaries of 0.3-1 MB several at a time (a gateway's 100 boilers x 13 rows x
 #: ~80 samples), so each close gave their pages back and faulted them in again,
 #: zeroed: `trapezoids` on such arrays ran 9x slower than on reused memory, and
-#: the worker took twice the page faults. Fixed thresholds keep up to
+#: the closes took twice the page faults (BENCHMARKS.md). Fixed thresholds keep up to
 #: MALLOC_TRIM_THRESHOLD of freed memory for reuse, in a process of hundreds of MiB.
 MALLOC_MMAP_THRESHOLD = 32 * 1024 * 1024
 MALLOC_TRIM_THRESHOLD = 128 * 1024 * 1024
