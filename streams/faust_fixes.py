@@ -53,10 +53,10 @@ it was handed, and the offsets are committed ahead of the state rows that
 belong to them. If the partition then moves to another worker (a rebalance, a
 worker leaving) before those rows reach the broker, the new owner restores an
 older state and resumes after the messages it lacks: their samples are lost.
-A loss of that shape was seen once in CI (tests/integration/test_worker_rebalance.py):
-a window with 59 samples instead of 60 after a worker left. Its logs were not
-kept, so this is the likely cause, not a proven one; it did not reproduce in
-seven reruns, with or without a busy core beside. `fix_buffer_flush` makes `flush`
+Losses of that shape are still seen after a SIGKILL or a worker leaving
+(a window with 59 samples instead of 60) with this fix in place: that open
+defect has another cause as well (BENCHMARKS.md, "Defects found while
+measuring"). `fix_buffer_flush` makes `flush`
 wait until the buffer is empty and the message it took last has been handed
 to the client; while the buffer's service is not running it raises, as Faust's
 does, so nothing is committed then.
