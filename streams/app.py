@@ -39,7 +39,12 @@ from heatstream.schemas.topics import (
     topic_name,
 )
 from heatstream.settings import Settings
-from heatstream.streams.faust_fixes import fix_buffer_flush, fix_gap_commits, fix_recovery_ends
+from heatstream.streams.faust_fixes import (
+    fix_buffer_flush,
+    fix_flow_resume,
+    fix_gap_commits,
+    fix_recovery_ends,
+)
 from heatstream.streams.health import WorkerHealth
 from heatstream.streams.params import processor_params  # still importable from here
 from heatstream.streams.probes import LatencySensor, consumer_lag
@@ -93,6 +98,7 @@ def build_app(
         **_security(settings),
     )
     fix_recovery_ends(app, kafka)  # see streams/faust_fixes.py: rows lost on the embedded broker
+    fix_flow_resume(app)  # see streams/faust_fixes.py: records dropped as the streams start
     topics: dict[str, Any] = {
         spec.name: app.topic(
             topic_name(spec, kafka.topic_prefix),

@@ -2,7 +2,8 @@
 leaves behind, commits past a gap that overlaps acknowledged offsets in one step;
 recovery highwaters move up to the real ends (against the broker:
 tests/integration/test_faust_recovery.py); the producer buffer's flush, which a
-commit waits for, returns only once every buffered message is handed over."""
+commit waits for, returns only once every buffered message is handed over; flow
+control resumed while already running keeps what the agents' queues hold."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any
 
+import faust
 import faust.transport.consumer as faust_consumer
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
@@ -23,6 +25,7 @@ from heatstream.streams.faust_fixes import (
     UNFIXED_BUFFER_FLUSH,
     UNFIXED_NEW_OFFSET,
     fix_buffer_flush,
+    fix_flow_resume,
     fix_gap_commits,
     merge_gap,
     raise_highwaters,
@@ -170,3 +173,33 @@ def test_the_fixed_flush_returns_once_every_message_is_handed_over() -> None:
     fix_buffer_flush()  # idempotent
     left, handed = asyncio.run(flush_after_buffering(ProducerBuffer.flush, 4))
     assert (left, handed) == (0, [0, 1, 2, 3])  # the last one too, taken before size hit 0
+
+
+async def queued_after_resumes(fixed: bool, suspend_between: bool) -> list[str]:
+    """What an agent's queue (a real Faust app's, flow-controlled as every agent's
+    is) still holds after: resume (recovery starts reading), a record delivered,
+    [suspend (a rebalance starts),] resume again (recovery ends)."""
+    app = faust.App("flow-resume-test", broker="kafka://localhost:1", web_enabled=False)
+    if fixed:
+        fix_flow_resume(app)
+        fix_flow_resume(app)  # idempotent
+    queue = app.FlowControlQueue(maxsize=10, clear_on_resume=True)
+    app.flow_control.resume()
+    queue.put_nowait("offset 504")
+    if suspend_between:
+        app.flow_control.suspend()
+    app.flow_control.resume()
+    return [queue.get_nowait() for _ in range(queue.qsize())]
+
+
+def test_faust_as_shipped_drops_what_was_delivered_while_the_flow_ran() -> None:
+    assert asyncio.run(queued_after_resumes(fixed=False, suspend_between=False)) == []
+
+
+def test_the_fixed_flow_keeps_what_was_delivered_while_it_ran() -> None:
+    assert asyncio.run(queued_after_resumes(fixed=True, suspend_between=False)) == ["offset 504"]
+
+
+def test_the_fixed_flow_still_clears_what_a_rebalance_left_queued() -> None:
+    # Fetched for the previous assignment: fetched again after the seek.
+    assert asyncio.run(queued_after_resumes(fixed=True, suspend_between=True)) == []
