@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import gc
+import os
+from pathlib import Path
 from typing import Any
 
 #: CPython collects cyclic garbage every 700 net allocations by default. A
@@ -74,3 +77,18 @@ def tune_malloc() -> bool:
         mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD)
         and mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD)
     )
+
+
+def lower_cpu_priority(nice: int) -> int:
+    """Raise the nice value of this process to `nice` where it is lower (lowering it
+    needs privileges); the nice value of the calling thread is returned. On Linux a
+    nice value is per thread: every thread running now is raised (a library may
+    have started some at import, as OpenBLAS does), and threads started after
+    inherit it from the one that starts them."""
+    tasks = Path("/proc/self/task")
+    threads = [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [0]
+    for tid in threads:
+        with contextlib.suppress(ProcessLookupError):  # a thread that has just ended
+            if nice > os.getpriority(os.PRIO_PROCESS, tid):
+                os.setpriority(os.PRIO_PROCESS, tid, nice)
+    return os.getpriority(os.PRIO_PROCESS, 0)

@@ -107,6 +107,16 @@ class StreamSettings(_Section):
     gateway_silent_s: int = Field(
         300, ge=1, description="event-time silence before 'gateway_silent'"
     )
+    nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="CPU priority of the worker: its Unix nice value is raised to this at start"
+        " (never lowered). Its results wait for windows to close (40-60 s) anyway; on a shared"
+        " machine the live path (broker, sink, InfluxDB) then goes first in the seconds when"
+        " the worker closes a fleet's windows, and the worker catches up after. An idle core"
+        " still goes to the worker. 0: the priority it was started with",
+    )
     offline_hold_s: int = Field(
         3600, ge=0, description="how long windows of a silent gateway wait for its backlog"
     )

@@ -37,10 +37,11 @@ def worker(
     from heatstream.cli import settings_of
     from heatstream.inventory import InventoryError, load_inventory
     from heatstream.kafka_security import KafkaConfigError, check_connection
-    from heatstream.runtime import tune_gc, tune_malloc
+    from heatstream.runtime import lower_cpu_priority, tune_gc, tune_malloc
     from heatstream.streams.app import build_app
 
     settings = settings_of(ctx)
+    lower_cpu_priority(settings.streams.nice)  # before Faust's and RocksDB's threads start
     try:
         inventory = load_inventory(settings.inventory)
     except InventoryError as exc:

@@ -170,6 +170,8 @@ def test_the_worker_reports_exactly_what_it_processed(
 
     try:
         sent = asyncio.run(run())
+        # Every thread (Faust's, aiokafka's, RocksDB's) at streams.nice, 10 by default.
+        threads = thread_nice_values(worker.pid)
     finally:
         worker.send_signal(signal.SIGTERM)
         try:
@@ -212,3 +214,14 @@ def test_the_worker_reports_exactly_what_it_processed(
         settings, """SELECT count("messages") FROM "pipeline_health" WHERE "component" = 'sink'"""
     )
     assert sink_points and sink_points[0]["count"] >= 1
+    expected = max(10, os.getpriority(os.PRIO_PROCESS, 0))  # raised, never lowered
+    assert len(threads) > 1 and set(threads.values()) == {expected}, threads
+
+
+def thread_nice_values(pid: int) -> dict[int, int]:
+    """Thread id -> nice value (field 19 of /proc/PID/task/TID/stat)."""
+    values = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        stat = (task / "stat").read_text()
+        values[int(task.name)] = int(stat[stat.rindex(")") + 2 :].split()[16])
+    return values

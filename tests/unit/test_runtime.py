@@ -132,3 +132,39 @@ def test_tuned_malloc_reuses_freed_memory_instead_of_faulting_it_in_again() -> N
     assert applied == "True"
     assert default > 200 * 1000
     assert tuned < 1000
+
+
+_NICE = """
+import os, threading
+from heatstream.runtime import lower_cpu_priority
+def nice_of(tid):
+    stat = open(f"/proc/self/task/{tid}/stat").read()
+    return int(stat[stat.rindex(")") + 2 :].split()[16])
+before = os.getpriority(os.PRIO_PROCESS, 0)
+go, started = threading.Event(), []
+def run():
+    started.append(threading.get_native_id())
+    go.wait()
+early = threading.Thread(target=run)  # running before the call, as a library's pool
+early.start()
+while not started:
+    pass
+raised = lower_cpu_priority(before + 3)
+seen = []
+late = threading.Thread(target=lambda: seen.append(nice_of(threading.get_native_id())))
+late.start(); late.join()
+early_nice = nice_of(started[0])
+go.set(); early.join()
+kept = lower_cpu_priority(before)  # never lowered again
+print(before, raised, early_nice, seen[0], kept)
+"""
+
+
+def test_lower_cpu_priority_raises_every_thread_and_later_ones_and_never_lowers_it() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _NICE], capture_output=True, text=True, check=True
+    ).stdout.split()
+    before, raised, early, late, kept = map(int, out)
+
+    assert before <= 16  # room to raise it by 3
+    assert raised == early == late == kept == before + 3
