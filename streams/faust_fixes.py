@@ -71,8 +71,8 @@ the current assignment: a record still in a queue at that moment is discarded.
 Its fetch after the seek is then dropped as already read, so it is never
 processed, and the commits move past it once later offsets are acknowledged.
 Measured: offsets 462 and 504 of a restarted worker's first batch missing, one
-sample short in one window of every boiler of that gateway (the open defect that
-BENCHMARKS.md recorded as "a restart can lose a sample"); more likely on a busy
+sample short in one window of every boiler of that gateway (BENCHMARKS.md,
+"Defects found while measuring": "A restart could lose a sample"); more likely on a busy
 machine, where the stream drains its queue more slowly. `fix_flow_resume` makes
 an app's flow control clear its queues only when it resumes from *suspended*
 (a rebalance started since: what they hold was fetched for the previous
