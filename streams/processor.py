@@ -343,7 +343,12 @@ class Processor:
         per_boiler = np.bincount(idx, minlength=len(frame.boilers))
         present = per_boiler.nonzero()[0]
         bounds = [0, *np.cumsum(per_boiler[present]).tolist()]
-        names = [frame.boilers[b] for b in present.tolist()]
+        # Usually every boiler of the frame has samples in it.
+        names = (
+            frame.boilers
+            if present.size == len(frame.boilers)
+            else [frame.boilers[b] for b in present.tolist()]
+        )
         late = self.engine.add_frame(frame.gateway, frame.site, names, bounds, t, values)
         for boiler in names:
             if boiler not in self.boilers:

@@ -159,6 +159,10 @@ class WindowEngine:
         self._pending: dict[str, list[Appended]] = {}
         #: gateway -> (the boilers of its last fast frame, their buffers)
         self._frame_bufs: dict[str, tuple[list[str], list[BoilerBuffer]]] = {}
+        #: gateway -> the highest cursor of the buffers in `_frame_bufs`: a frame
+        #: whose oldest sample is not before it has nothing late. Forgotten when
+        #: one of them closes a window or is replaced.
+        self._max_cursor: dict[str, int] = {}
         #: gateway -> the lowest watermark at which one of its boilers may close
         #: a window (min of cursor + window + max_gap), as its last scan left
         #: them; a buffer replaced or restored forgets it
@@ -235,12 +239,16 @@ class WindowEngine:
             fast = len(known) == len(found) and {buf.gateway for buf in known} == {gateway}
             if fast:  # `_put` forgets it when one of these buffers is replaced
                 self._frame_bufs[gateway] = (list(boilers), known)
+                self._max_cursor.pop(gateway, None)
         if fast:
             counts = np.diff(bounds)
             # Nothing is late when the oldest sample is not before any cursor;
             # otherwise each boiler's samples against its own cursor.
+            highest = self._max_cursor.get(gateway)
+            if highest is None:
+                highest = self._max_cursor[gateway] = max(buf.cursor for buf in known)
             on_time = (
-                int(t_ms.min()) >= max(buf.cursor for buf in known)
+                int(t_ms.min()) >= highest
                 or not (
                     t_ms < np.repeat(np.fromiter((b.cursor for b in known), np.int64), counts)
                 ).any()
@@ -307,8 +315,10 @@ class WindowEngine:
         if old is not None:
             self._flush(old.gateway)  # its pending samples go to the buffer replaced
             self._frame_bufs.pop(old.gateway, None)
+            self._max_cursor.pop(old.gateway, None)
             self._next_close.pop(old.gateway, None)
         self._frame_bufs.pop(buf.gateway, None)
+        self._max_cursor.pop(buf.gateway, None)
         self._next_close.pop(buf.gateway, None)
         if old is not None and old.gateway != buf.gateway:
             self._by_gateway[old.gateway].remove(boiler)
@@ -432,6 +442,8 @@ class WindowEngine:
             buf.times, buf.values = ([t], [v]) if t.size else ([], [])
         if keep_from or buf.cursor != cursor:
             self.changed.add(boiler)
+        if buf.cursor != cursor:
+            self._max_cursor.pop(buf.gateway, None)
 
     # -- state -------------------------------------------------------------
 
