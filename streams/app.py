@@ -133,8 +133,18 @@ def build_app(
             proc = processors[partition] = Processor(inventory, params)
         return proc
 
+    names = {spec.name: topic_name(spec, kafka.topic_prefix) for spec in TOPICS}
+
     async def send(spec: TopicSpec, key: str, payload: bytes) -> asyncio.Future[Any]:
-        return await topics[spec.name].send(key=key.encode(), value=payload)
+        # Straight to the app's producer, where Faust's Topic.send ends up: the
+        # bytes are already encoded, and its per-event wrapping (a future message,
+        # codec lookups, sensor calls, a completion callback) is left out.
+        producer = app.producer
+        if not producer.started:  # the app starts it before its agents and timers
+            producer = await app.maybe_start_producer()
+        return await producer.send(
+            names[spec.name], key.encode(), payload, partition=None, timestamp=None, headers=None
+        )
 
     def put_rows(rows: list[tuple[bytes, bytes]], last_event: Any) -> None:
         # Faust picks a table key's changelog partition from the event being
