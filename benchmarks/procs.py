@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -79,6 +80,10 @@ class Children:
         return proc
 
     def worker(self, dep: Deployment, datadir: Path, log: Path) -> subprocess.Popen[bytes]:
+        """A worker on an empty `datadir`. The embedded broker keeps its log in memory, so
+        table databases left there by an earlier run with the same --workdir hold
+        offsets this broker never had, and Faust would stop with a ConsistencyError."""
+        shutil.rmtree(datadir, ignore_errors=True)
         argv = [
             sys.executable,
             "-m",
