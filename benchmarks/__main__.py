@@ -92,6 +92,12 @@ def main(argv: list[str] | None = None) -> int:
 
     results.meta["stage_wall_s"] = {k: round(v, 3) for k, v in WALL.items()}
     results.print(Console(width=max(Console().width, 150)))
+    gauge = results.meta.get("speed_gauge", {})
+    if "at_end" in gauge:
+        console.print(
+            f"machine speed gauge ({gauge['what']}): {gauge['at_start']:,} at the start, "
+            f"{gauge['at_end']:,} at the end; compare runs made at different times through it"
+        )
     for name, error in results.meta["errors"].items():
         console.print(f"[red]harness error in {name}: {error}[/red]")
     for name, defect in results.meta["defects"].items():
@@ -113,6 +119,11 @@ def run(sizes: Sizes, only: set[str], results: Results, workdir: Path) -> None:
     results.meta["run_id"] = run_id
     console.print(f"simulating {sizes.base_boilers} boilers for {sizes.record_seconds} s ...")
     recording = simulate(sizes.base_boilers, sizes.record_seconds + 10)
+    gauge = _speed_gauge(recording)
+    results.meta["speed_gauge"] = {
+        "what": "decode + validate of one gateway's 20 frames of 100 boilers, readings/CPU-s",
+        "at_start": round(gauge()),
+    }
     children = Children()
     stack = None
     emits: list[object] = []
@@ -233,6 +244,17 @@ def run(sizes: Sizes, only: set[str], results: Results, workdir: Path) -> None:
         children.stop_all()
         if stack is not None:
             stack.stop()
+    results.meta["speed_gauge"]["at_end"] = round(gauge())
+
+
+def _speed_gauge(recording: Recording) -> Callable[[], float]:
+    """The machine's speed now (`benchmarks.stages.speed_gauge`), on messages made once."""
+    from benchmarks.stages import GAUGE_SECONDS, speed_gauge
+    from benchmarks.workload import GATEWAY_1S, Fleet
+
+    fleet = Fleet(recording, 100)
+    messages, readings = fleet.messages(GATEWAY_1S, GAUGE_SECONDS)
+    return lambda: speed_gauge(messages, readings, fleet.inventory)
 
 
 def step(results: Results, name: str, fn: Callable[[], object]) -> None:

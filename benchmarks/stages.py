@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import cProfile
+import gc
 import io
 import pstats
 import time
@@ -98,6 +99,39 @@ def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
         WALL[getattr(fn, "__name__", "?")] = time.perf_counter() - w
         best = min(best, cpu)
     return best, result
+
+
+#: The speed gauge's workload: one gateway's frames of 100 boilers, 1 s each.
+GAUGE_SECONDS = 20
+GAUGE_PASSES = 10  # per sample: ~25 ms of CPU here
+GAUGE_SAMPLES = 15
+
+
+def speed_gauge(messages: list[Message], readings: int, inventory: Inventory) -> float:
+    """How fast this machine runs the worker's kind of work right now, in readings per
+    CPU-second: decode and validation (`decode_and_authorise`, pure CPU in this
+    process) of the same messages, `GAUGE_PASSES` times a sample, the median of
+    `GAUGE_SAMPLES` samples (this machine's speed moves by +-15 % from one second to
+    the next, and by 50 % from one hour to another: BENCHMARKS.md). Runs made at
+    different times are compared through it. The cyclic garbage collector is off
+    meanwhile: its passes over whatever the harness holds at the time (at the end of
+    a run, the stages' results) would otherwise be part of the figure, halving it."""
+
+    def sample() -> float:
+        t = time.thread_time()
+        for _ in range(GAUGE_PASSES):
+            for key, value in messages:
+                decode_and_authorise(value, key, inventory)
+        return time.thread_time() - t
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        times = sorted(sample() for _ in range(GAUGE_SAMPLES))
+    finally:
+        if enabled:
+            gc.enable()
+    return readings * GAUGE_PASSES / times[GAUGE_SAMPLES // 2]
 
 
 def run_stages(

@@ -78,6 +78,14 @@ def test_quick_run_reports_no_error(figures: dict[str, object]) -> None:
     assert meta["errors"] == {}
 
 
+def test_the_machine_speed_is_gauged_at_both_ends_of_the_run(figures: dict[str, object]) -> None:
+    meta = figures["meta"]
+    assert isinstance(meta, dict)
+    gauge = meta["speed_gauge"]
+    for when in ("at_start", "at_end"):
+        assert isinstance(gauge[when], int) and gauge[when] > 0, (when, gauge)
+
+
 @pytest.mark.parametrize("key", THROUGHPUT + OTHER)
 def test_figure_is_a_positive_number(figures: dict[str, object], key: str) -> None:
     value = figures.get(key)
