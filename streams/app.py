@@ -21,6 +21,7 @@ import logging
 import socket
 import time
 import weakref
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -135,7 +136,7 @@ def build_app(
 
     names = {spec.name: topic_name(spec, kafka.topic_prefix) for spec in TOPICS}
 
-    async def send(spec: TopicSpec, key: str, payload: bytes) -> asyncio.Future[Any]:
+    async def send(spec: TopicSpec, key: str, payload: bytes) -> Awaitable[Any]:
         # Straight to the app's producer, where Faust's Topic.send ends up: the
         # bytes are already encoded, and its per-event wrapping (a future message,
         # codec lookups, sensor calls, a completion callback) is left out.
@@ -164,7 +165,7 @@ def build_app(
         # the broker to acknowledge what we emitted, and the changelog records of
         # the state. Both happen once per batch (state: once per changed row).
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
-            pending: list[asyncio.Future[Any]] = []
+            pending: list[Awaitable[Any]] = []
             # partition -> (its processor, its last event in the batch)
             touched: dict[int, tuple[Processor, Any]] = {}
             for event in events:
