@@ -114,8 +114,8 @@ def speed_gauge(messages: list[Message], readings: int, inventory: Inventory) ->
     `GAUGE_SAMPLES` samples (this machine's speed moves by +-15 % from one second to
     the next, and by 50 % from one hour to another: BENCHMARKS.md). Runs made at
     different times are compared through it. The cyclic garbage collector is off
-    meanwhile: its passes over whatever the harness holds at the time (at the end of
-    a run, the stages' results) would otherwise be part of the figure, halving it."""
+    meanwhile, so that what the harness holds at the time cannot weigh on it (with
+    1.5 M objects held it did not: 10.4-12.0 M readings/s either way)."""
 
     def sample() -> float:
         t = time.thread_time()
