@@ -157,12 +157,10 @@ class WindowEngine:
         #: boilers' buffers (`_flush`, before anything reads or extends them):
         #: a live frame costs one append instead of one per boiler
         self._pending: dict[str, list[Appended]] = {}
-        #: gateway -> (the boilers of its last fast frame, their buffers)
-        self._frame_bufs: dict[str, tuple[list[str], list[BoilerBuffer]]] = {}
-        #: gateway -> the highest cursor of the buffers in `_frame_bufs`: a frame
-        #: whose oldest sample is not before it has nothing late. Forgotten when
-        #: one of them closes a window or is replaced.
-        self._max_cursor: dict[str, int] = {}
+        #: gateway -> (the boilers of its last fast frame, their buffers, the
+        #: highest of their cursors: a frame whose oldest sample is not before it
+        #: has nothing late); forgotten when one of them is replaced or closes a window
+        self._frame_bufs: dict[str, tuple[list[str], list[BoilerBuffer], int]] = {}
         #: gateway -> the lowest watermark at which one of its boilers may close
         #: a window (min of cursor + window + max_gap), as its last scan left
         #: them; a buffer replaced or restored forgets it
@@ -232,21 +230,19 @@ class WindowEngine:
         that had late samples."""
         cached = self._frame_bufs.get(gateway)
         if cached is not None and cached[0] == boilers:
-            known, fast = cached[1], True  # same boilers, same buffers as its last frame
+            _, known, highest = cached  # same boilers, same buffers as its last frame
+            fast = True
         else:
             found = [self.boilers.get(boiler) for boiler in boilers]
             known = [buf for buf in found if buf is not None]
             fast = len(known) == len(found) and {buf.gateway for buf in known} == {gateway}
-            if fast:  # `_put` forgets it when one of these buffers is replaced
-                self._frame_bufs[gateway] = (list(boilers), known)
-                self._max_cursor.pop(gateway, None)
+            if fast:
+                highest = max(buf.cursor for buf in known)
+                self._frame_bufs[gateway] = (list(boilers), known, highest)
         if fast:
             counts = np.diff(bounds)
             # Nothing is late when the oldest sample is not before any cursor;
             # otherwise each boiler's samples against its own cursor.
-            highest = self._max_cursor.get(gateway)
-            if highest is None:
-                highest = self._max_cursor[gateway] = max(buf.cursor for buf in known)
             on_time = (
                 int(t_ms.min()) >= highest
                 or not (
@@ -315,10 +311,8 @@ class WindowEngine:
         if old is not None:
             self._flush(old.gateway)  # its pending samples go to the buffer replaced
             self._frame_bufs.pop(old.gateway, None)
-            self._max_cursor.pop(old.gateway, None)
             self._next_close.pop(old.gateway, None)
         self._frame_bufs.pop(buf.gateway, None)
-        self._max_cursor.pop(buf.gateway, None)
         self._next_close.pop(buf.gateway, None)
         if old is not None and old.gateway != buf.gateway:
             self._by_gateway[old.gateway].remove(boiler)
@@ -443,7 +437,7 @@ class WindowEngine:
         if keep_from or buf.cursor != cursor:
             self.changed.add(boiler)
         if buf.cursor != cursor:
-            self._max_cursor.pop(buf.gateway, None)
+            self._frame_bufs.pop(buf.gateway, None)  # its highest cursor moved
 
     # -- state -------------------------------------------------------------
 
