@@ -134,7 +134,7 @@ def build_app(
             proc = processors[partition] = Processor(inventory, params)
         return proc
 
-    names = {spec.name: topic_name(spec, kafka.topic_prefix) for spec in TOPICS}
+    names = {name: topic.get_topic_name() for name, topic in topics.items()}
 
     async def send(spec: TopicSpec, key: str, payload: bytes) -> Awaitable[Any]:
         # Straight to the app's producer, where Faust's Topic.send ends up: the
