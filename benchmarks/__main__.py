@@ -249,12 +249,10 @@ def run(sizes: Sizes, only: set[str], results: Results, workdir: Path) -> None:
 
 def _speed_gauge(recording: Recording) -> Callable[[], float]:
     """The machine's speed now (`benchmarks.stages.speed_gauge`), on messages made once."""
-    from benchmarks.stages import GAUGE_SECONDS, speed_gauge
-    from benchmarks.workload import GATEWAY_1S, Fleet
+    from benchmarks.stages import gauge_workload, speed_gauge
 
-    fleet = Fleet(recording, 100)
-    messages, readings = fleet.messages(GATEWAY_1S, GAUGE_SECONDS)
-    return lambda: speed_gauge(messages, readings, fleet.inventory)
+    workload = gauge_workload(recording)
+    return lambda: speed_gauge(*workload)
 
 
 def step(results: Results, name: str, fn: Callable[[], object]) -> None:

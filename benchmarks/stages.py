@@ -39,7 +39,7 @@ from typing import Any
 from aiokafka.partitioner import murmur2
 
 from benchmarks.results import Figure
-from benchmarks.workload import N_CHANNELS, Message
+from benchmarks.workload import GATEWAY_1S, N_CHANNELS, Fleet, Message, Recording
 from heatstream.inventory import Inventory
 from heatstream.schemas.serde import decode_raw, encode
 from heatstream.schemas.telemetry import TelemetryFrame
@@ -105,6 +105,14 @@ def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
 GAUGE_SECONDS = 20
 GAUGE_PASSES = 10  # per sample: ~25 ms of CPU here
 GAUGE_SAMPLES = 15
+
+
+def gauge_workload(recording: Recording) -> tuple[list[Message], int, Inventory]:
+    """The speed gauge's messages (one gateway of 100 boilers, `GAUGE_SECONDS` frames
+    of 1 s), their readings, and the inventory that accepts them."""
+    fleet = Fleet(recording, 100)
+    messages, readings = fleet.messages(GATEWAY_1S, GAUGE_SECONDS)
+    return messages, readings, fleet.inventory
 
 
 def speed_gauge(messages: list[Message], readings: int, inventory: Inventory) -> float:

@@ -6,26 +6,25 @@ import gc
 
 import pytest
 
-from benchmarks.stages import GAUGE_SECONDS, speed_gauge
-from benchmarks.workload import GATEWAY_1S, Fleet, simulate
+from benchmarks.stages import GAUGE_SECONDS, gauge_workload, speed_gauge
+from benchmarks.workload import Message, simulate
+from heatstream.inventory import Inventory
 
 
 @pytest.fixture(scope="module")
-def workload() -> tuple[list, int, Fleet]:
-    fleet = Fleet(simulate(100, GAUGE_SECONDS), 100)
-    messages, readings = fleet.messages(GATEWAY_1S, GAUGE_SECONDS)
-    return messages, readings, fleet
+def workload() -> tuple[list[Message], int, Inventory]:
+    return gauge_workload(simulate(100, GAUGE_SECONDS))
 
 
 @pytest.mark.parametrize("enabled", [True, False])
 def test_the_gauge_leaves_the_garbage_collector_as_it_found_it(
-    workload: tuple[list, int, Fleet], enabled: bool
+    workload: tuple[list[Message], int, Inventory], enabled: bool
 ) -> None:
-    messages, readings, fleet = workload
+    messages, readings, inventory = workload
     was = gc.isenabled()
     try:
         gc.enable() if enabled else gc.disable()
-        rate = speed_gauge(messages, readings, fleet.inventory)
+        rate = speed_gauge(messages, readings, inventory)
         assert gc.isenabled() is enabled
     finally:
         gc.enable() if was else gc.disable()
