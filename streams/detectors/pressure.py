@@ -182,8 +182,7 @@ class _View:
 
     def __init__(self, curve: Curve, ring: list[list[Any]], noise_bar: float) -> None:
         self.curve = curve
-        self.pc = [curve.compensated(x[1], x[2]) for x in ring]
-        self.width = [curve.width_at(x[2]) for x in ring]
+        self.pc, self.width = curve.compensated_with_width(ring)
         self.delta = [x[3] for x in ring]
         self.steepest = curve.steepest(ring[-1][2]) if ring else 0.0
         self.noise = noise_bar

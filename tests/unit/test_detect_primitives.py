@@ -102,3 +102,25 @@ def test_expansion_curve_learns_a_non_linear_slope_per_bin() -> None:
     assert learned and litres == pytest.approx(500 * expansion_coefficient(62.0) / slope[12])
     restored = ExpansionModel.from_state(json.loads(json.dumps(model.to_state())), model.params)
     assert restored.sxx == model.sxx and restored.sxy == model.sxy
+
+
+@given(
+    pairs=st.lists(
+        st.tuples(st.floats(-20.0, 120.0), st.floats(-20.0, 120.0), st.floats(-0.5, 0.5)),
+        max_size=30,
+    ),
+    ring=st.lists(st.tuples(st.floats(0.0, 4.0), st.floats(-20.0, 120.0)), min_size=1, max_size=32),
+)
+def test_compensated_with_width_is_compensated_and_width_at_of_each_entry(
+    pairs: list[tuple[float, float, float]], ring: list[tuple[float, float]]
+) -> None:
+    """The pressure evidence's batch look-up gives exactly the per-entry numbers,
+    below 0 °C, inside every bin, on its edges and above 100 °C."""
+    model = ExpansionModel()
+    for t_from, t_to, dp in pairs:
+        model.learn(t_from, t_to, dp)
+    curve = model.curve()
+    entries = [[0, bar, temp, 0.0] for bar, temp in ring]
+    pc, width = curve.compensated_with_width(entries)
+    assert pc == [curve.compensated(bar, temp) for bar, temp in ring]
+    assert width == [curve.width_at(temp) for _, temp in ring]
