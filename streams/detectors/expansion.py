@@ -98,9 +98,9 @@ class ExpansionModel:
         )
 
 
-def _position(temp_c: float) -> tuple[int, float]:
+def position(temp_c: float) -> tuple[int, float]:
     """The bin holding temp_c and how far into it (0..1), clipped to [0, 100] °C like
-    np.interp; plain Python because it runs ~30 times a window per boiler."""
+    np.interp. The same for every curve: the pressure evidence keeps it per window."""
     t = min(max(temp_c, 0.0), N_BINS * BIN_K)
     i = min(int(t // BIN_K), N_BINS - 1)
     return i, (t - i * BIN_K) / BIN_K
@@ -108,7 +108,7 @@ def _position(temp_c: float) -> tuple[int, float]:
 
 def _at_edges(values: list[float], temp_c: float) -> float:
     """Piecewise-linear interpolation of per-edge values (bins are uniform)."""
-    i, frac = _position(temp_c)
+    i, frac = position(temp_c)
     return values[i] + frac * (values[i + 1] - values[i])
 
 
@@ -129,14 +129,15 @@ class Curve:
         """∫ of the slope's half-width from 0 °C to temp_c, bar."""
         return _at_edges(self.width, temp_c)
 
-    def compensated_with_width(self, readings: list[list[Any]]) -> tuple[list[float], list[float]]:
-        """For entries whose [1] is a pressure (bar) and [2] a temperature (°C): each
-        one's `compensated` pressure and `width_at` its temperature, the same numbers
-        from one bin look-up per entry."""
+    def compensated_with_width(
+        self, readings: list[list[Any]], positions: list[tuple[int, float]]
+    ) -> tuple[list[float], list[float]]:
+        """For entries whose [1] is a pressure (bar), at the temperatures whose
+        `position`s are given: each one's `compensated` pressure and `width_at` its
+        temperature, the same numbers without looking up the bins again."""
         phi, width = self.phi, self.width
         pc, widths = [], []
-        for entry in readings:
-            i, frac = _position(entry[2])
+        for entry, (i, frac) in zip(readings, positions, strict=True):
             pc.append(entry[1] - (phi[i] + frac * (phi[i + 1] - phi[i])))
             widths.append(width[i] + frac * (width[i + 1] - width[i]))
         return pc, widths

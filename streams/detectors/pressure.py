@@ -33,7 +33,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from heatstream.streams.detectors.context import WindowContext
-from heatstream.streams.detectors.expansion import Curve, ExpansionModel
+from heatstream.streams.detectors.expansion import Curve, ExpansionModel, position
 from heatstream.streams.detectors.verdict import NOT_ASSESSED, Finding, Verdict
 from heatstream.streams.stats import WindowStats
 
@@ -45,6 +45,8 @@ class PressureEvidence:
     def __init__(self, params: LeakParams) -> None:
         self.p = params
         self.ring: list[list[Any]] = []  # [start_ms, bar, loop °C, loop ΔT]
+        # The expansion curve's bin and fraction of each ring entry's loop °C (derived)
+        self.positions: list[tuple[int, float]] = []
         # [end_ms, bar, loop °C, flow or None, makeup L, loop ΔT]
         self.prev: list[Any] | None = None
         self.expansion = ExpansionModel(params.expansion)
@@ -73,10 +75,13 @@ class PressureEvidence:
         )
         if not same_regime or w.makeup_l >= p.makeup_wet_l:
             self.ring.clear()  # a new pump regime, or water added: compare from here on
+            self.positions.clear()
         self.ring.append([w.start_ms, bar, temp, delta])
+        self.positions.append(position(temp))
         del self.ring[: -(p.pressure_horizon + 1)]
+        del self.positions[: -(p.pressure_horizon + 1)]
         curve = self.expansion.curve()
-        view = self.view = _View(curve, self.ring, self.p.pressure_noise_bar)
+        view = self.view = _View(curve, self.ring, self.positions, self.p.pressure_noise_bar)
         finding = self._decline(ctx, view)
         quiet = w.makeup_l < p.makeup_wet_l and prev is not None and prev[4] < p.makeup_wet_l
         if same_regime and quiet and not active and finding is None:
@@ -172,6 +177,7 @@ class PressureEvidence:
 
     def load(self, state: dict[str, Any]) -> None:
         self.ring = [list(x) for x in state["ring"]]
+        self.positions = [position(x[2]) for x in self.ring]
         self.prev = None if state["prev"] is None else list(state["prev"])
         self.expansion = ExpansionModel.from_state(state["expansion"], self.p.expansion)
 
@@ -180,9 +186,15 @@ class _View:
     """The ring seen through the current curve: compensated pressures and the integral
     of the slope uncertainty at every entry, computed once per window."""
 
-    def __init__(self, curve: Curve, ring: list[list[Any]], noise_bar: float) -> None:
+    def __init__(
+        self,
+        curve: Curve,
+        ring: list[list[Any]],
+        positions: list[tuple[int, float]],
+        noise_bar: float,
+    ) -> None:
         self.curve = curve
-        self.pc, self.width = curve.compensated_with_width(ring)
+        self.pc, self.width = curve.compensated_with_width(ring, positions)
         self.delta = [x[3] for x in ring]
         self.steepest = curve.steepest(ring[-1][2]) if ring else 0.0
         self.noise = noise_bar

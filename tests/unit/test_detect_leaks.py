@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from heatstream.streams.detectors import LeakDetector, LeakParams
+from heatstream.streams.detectors.expansion import position
 from tests.unit.test_detect_synthetic import (
     Scenario,
     const,
@@ -265,4 +266,7 @@ def test_state_is_bounded() -> None:
     for w, ctx in ws:
         det.update(w, ctx)
         sizes.append(len(str(det.to_state())))
+        # the pressure ring's cached curve positions follow its clears and trims
+        evidence = det._pressure
+        assert evidence.positions == [position(x[2]) for x in evidence.ring]
     assert max(sizes[200:]) < 1.3 * max(sizes[:200])

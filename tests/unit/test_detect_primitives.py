@@ -10,7 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from heatstream.streams.detectors.baseline import DecayedMean, LoadModel
-from heatstream.streams.detectors.expansion import ExpansionModel, expansion_coefficient
+from heatstream.streams.detectors.expansion import (
+    ExpansionModel,
+    expansion_coefficient,
+    position,
+)
 from heatstream.streams.detectors.hysteresis import Latch
 
 
@@ -114,13 +118,13 @@ def test_expansion_curve_learns_a_non_linear_slope_per_bin() -> None:
 def test_compensated_with_width_is_compensated_and_width_at_of_each_entry(
     pairs: list[tuple[float, float, float]], ring: list[tuple[float, float]]
 ) -> None:
-    """The pressure evidence's batch look-up gives exactly the per-entry numbers,
-    below 0 °C, inside every bin, on its edges and above 100 °C."""
+    """From positions looked up once, the pressure evidence gets exactly the per-entry
+    numbers, below 0 °C, inside every bin, on its edges and above 100 °C."""
     model = ExpansionModel()
     for t_from, t_to, dp in pairs:
         model.learn(t_from, t_to, dp)
     curve = model.curve()
     entries = [[0, bar, temp, 0.0] for bar, temp in ring]
-    pc, width = curve.compensated_with_width(entries)
+    pc, width = curve.compensated_with_width(entries, [position(temp) for _, temp in ring])
     assert pc == [curve.compensated(bar, temp) for bar, temp in ring]
     assert width == [curve.width_at(temp) for _, temp in ring]
