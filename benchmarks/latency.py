@@ -287,7 +287,7 @@ def _cpu_note(cpu: CpuSampler, start_ms: int, seconds: int, warmup_s: int) -> st
     window_s = streams.window_s
     begin, end = start_ms / 1000 + warmup_s, start_ms / 1000 + seconds
     # The first window boundary in the run, plus the wait before a gateway closes.
-    closes = -(-start_ms // (window_s * 1000)) * window_s
+    closes: float = -(-start_ms // (window_s * 1000)) * window_s
     closes += streams.allowed_lateness_s + streams.max_gap_s
     parts = []
     for label, since, until in (

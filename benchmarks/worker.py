@@ -187,14 +187,14 @@ def run_worker(
     asyncio.run(produce(bootstrap, topic, rest))
     samples = watch(bootstrap, dep.app_id, topic, partitions, len(messages), proc, log, timeout_s)
     resumed = samples[-1].t - t_spawn
-    begin = log_times(log, "Restoring state from changelog topics", after=t_spawn - 1)
-    end = log_times(log, "Recovery complete", after=t_spawn - 1)
+    restoring = log_times(log, "Restoring state from changelog topics", after=t_spawn - 1)
+    recovered = log_times(log, "Recovery complete", after=t_spawn - 1)
     children.stop(proc)
-    if begin and end:
+    if restoring and recovered:
         figures.append(
             Figure(
                 "table_recovery_s",
-                max(end[-1] - begin[0], 1e-3),
+                max(recovered[-1] - restoring[0], 1e-3),
                 "s",
                 "table recovery from the changelog after SIGKILL (empty datadir)",
                 note=f"state of {fleet.boilers:,} boilers; from Faust's log "
