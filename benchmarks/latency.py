@@ -14,9 +14,12 @@ Two kinds of points land:
   gzip only costs CPU at both ends (10,000 points took 0.48-0.61 s to write
   gzipped, 0.35-0.45 s plain). Each frame declares its span's end as its watermark
   (`watermark_ms`), so the sink closes a 1 s bucket as soon as the frame
-  completing it arrives: the floor is one frame span (the frame is sent when
-  its span ends) plus the flush interval. Without the watermark (v2 frames) a
-  bucket waited for the gateway's next frame: one more span.
+  completing it arrives. The fleet polls its boilers at the start of each second
+  (all within 75 ms) and a frame goes as soon as its samples are taken, so the
+  floor is that poll plus the hand-off, the sink and InfluxDB's write. Until
+  2026-12-08 the harness sent a frame only once its second was over, which added
+  up to a second (p50 1.4-1.6 s then, against 0.5-0.6 s). Without the watermark
+  (v2 frames) a bucket waits for the gateway's next frame: one more span.
 * `heat_window` (from the worker): the latency from the window's *end*, which
   by design waits allowed lateness + max gap (40 s by default) before closing;
   only measured when the run is long enough for windows to close.

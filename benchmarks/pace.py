@@ -3,8 +3,10 @@
     python -m benchmarks.pace RECORDING.npz BOOTSTRAP TOPIC BOILERS SHAPE SECONDS START_MS
 
 Event times are the wall clock: span `k` of the recording is stamped
-`START_MS + k * span` and sent once that span has ended (a gateway seals a frame
-when its span is over). Prints one JSON line at the end: messages sent, readings,
+`START_MS + k * span` and sent as soon as its last sample is taken (the fleet polls
+every boiler at the start of each second, within 75 ms): a gateway seals a frame
+when it holds every sample of its span, and promises the span's end as its
+watermark, since its next poll comes after that end. Prints one JSON line at the end: messages sent, readings,
 and how far behind schedule the sender fell at worst.
 """
 
@@ -20,7 +22,7 @@ from aiokafka import AIOKafkaProducer
 
 from benchmarks.workload import N_CHANNELS, SHAPES, Fleet, Recording, Shape
 
-SEND_DELAY_MS = 30  # sealing + SDK hand-off after the span's end
+SEND_DELAY_MS = 30  # sealing + SDK hand-off after the span's last sample
 
 
 async def run(
@@ -44,7 +46,7 @@ async def run(
         stream = fleet.iter_messages(shape, spans * shape.span_s, start_ms=start_ms)
         per_span = len(fleet.inventory.gateways) * _messages_per_gateway(fleet, shape)
         for k in range(spans):
-            due_ms = start_ms + (k + 1) * shape.span_s * 1000 + SEND_DELAY_MS
+            due_ms = fleet.last_sample_ms(shape, k, start_ms=start_ms) + SEND_DELAY_MS
             wait = due_ms / 1000 - time.time()
             if wait > 0:
                 await asyncio.sleep(wait)

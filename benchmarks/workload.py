@@ -32,7 +32,7 @@ from heatstream.inventory import Inventory, synthetic_inventory
 from heatstream.schemas.telemetry import CHANNEL_NAMES
 
 N_CHANNELS = len(CHANNEL_NAMES)
-INGEST_DELAY_MS = 50  # gateway stamps ingest time this long after the frame's span ends
+INGEST_DELAY_MS = 50  # gateway stamps ingest time this long after the frame's last sample
 
 Message = tuple[bytes, bytes]  # (key, value)
 
@@ -172,6 +172,14 @@ class Fleet:
 
     def spans(self, shape: Shape, seconds: int) -> int:
         return seconds // shape.span_s
+
+    def last_sample_ms(self, shape: Shape, span: int, *, start_ms: int = DEFAULT_START_MS) -> int:
+        """When the fleet takes the last sample of span `span`: the earliest a gateway can
+        seal the span's frames. Its next poll comes at or after the span's end, which is
+        why the frames can promise that end as their watermark already then."""
+        last_row = (span + 1) * shape.span_s - 1
+        used = np.unique(np.concatenate(self.columns))
+        return start_ms + int(self.recording.t_ms[last_row, used].max())
 
     # -- internals ---------------------------------------------------------------
 
