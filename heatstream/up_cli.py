@@ -181,7 +181,7 @@ def up(
         stop = asyncio.Event()
         last = [time.monotonic(), 0]
 
-        def on_period(period, report) -> None:  # type: ignore[no-untyped-def]
+        def on_period(period, report) -> None:
             progress.sim_time_ms = period.end_ms
             progress.published = report.frames + report.compute_events
             now = time.monotonic()
@@ -235,7 +235,7 @@ def up(
         raise typer.Exit(1)
 
 
-def print_summary(console: Console, summary: dict, settings) -> None:  # type: ignore[no-untyped-def,type-arg]
+def print_summary(console: Console, summary: dict, settings) -> None:
     sites = Table(title=f"Heat reuse, {summary['from']} to {summary['to']}")
     for col in ("site", "heat kWh", "ERF", "CO2 avoided kg", "coverage", "simulator heat kWh"):
         sites.add_column(col, justify="right" if col != "site" else "left")

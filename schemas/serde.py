@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import reprlib
-from typing import Any
+from typing import Any, TypeAlias
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -20,7 +20,7 @@ from heatstream.schemas.errors import DecodeError, SchemaValidationError, Unknow
 from heatstream.schemas.registry import DERIVED_TYPES, RAW_VERSIONS, UPCASTERS, current_version
 from heatstream.schemas.telemetry import TelemetryFrame
 
-RawEvent = TelemetryFrame | ComputeEvent
+RawEvent: TypeAlias = TelemetryFrame | ComputeEvent
 
 _MAX_ERRORS_SHOWN = 5
 
@@ -85,7 +85,7 @@ def decode_raw(raw: bytes | bytearray | memoryview | str) -> RawEvent:
     name, version = data["schema_name"], data["schema_version"]
     model = RAW_VERSIONS[name][version]
     try:
-        return model.model_validate(data, strict=True)  # type: ignore[return-value]
+        return model.model_validate(data, strict=True)
     except ValidationError as exc:
         # Named by the version the producer wrote, which is what its author knows.
         label = f"v{version}" if written == version else f"v{written} (read as v{version})"

@@ -122,7 +122,9 @@ def build_app(
     params = processor_params(settings)
     processors: dict[int, Processor] = {}
 
-    @app.on_partitions_revoked.connect
+    # Faust's stub wants a receiver taking `signal=`; it passes the sender and the
+    # revoked set, as this one takes them.
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
     async def _forget(app: faust.App, revoked: set[TP], **_: Any) -> None:
         # Another worker may process these partitions now; our copies go stale.
         for tp in revoked:
@@ -164,7 +166,8 @@ def build_app(
         # Batches amortise the two per-message costs that dominate: waiting for
         # the broker to acknowledge what we emitted, and the changelog records of
         # the state. Both happen once per batch (state: once per changed row).
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+        # `take_events` is Stream's; Faust's StreamT protocol does not declare it.
+        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):  # type: ignore[attr-defined]
             pending: list[Awaitable[Any]] = []
             # partition -> (its processor, its last event in the batch)
             touched: dict[int, tuple[Processor, Any]] = {}

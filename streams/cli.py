@@ -157,7 +157,7 @@ def replay(
     ) as bar:
         task = bar.add_task("replay", total=None, rate="")
 
-        def on_progress(stats, total: int, done: int) -> None:  # type: ignore[no-untyped-def]
+        def on_progress(stats, total: int, done: int) -> None:
             bar.update(
                 task, total=total, completed=done, rate=f"{stats.readings_per_s:,.0f} readings/s"
             )

@@ -121,10 +121,10 @@ async def replay(
         precision = precision_for(batch)
         lines = encode_points(batch, precision)
 
-        async def write(chunk: list[bytes] | tuple[bytes, ...]) -> None:  # type: ignore[type-arg]
+        async def write(chunk: list[bytes] | tuple[bytes, ...]) -> None:
             await writer.write(chunk, precision)
 
-        rejected = await write_isolating(write, lines)  # type: ignore[arg-type]
+        rejected = await write_isolating(write, lines)
         stats.points += len(lines) - len(rejected)
         stats.rejected_points += len(rejected)
 
@@ -168,7 +168,7 @@ async def replay(
         total = sum(ends.values())
         positions = {tp: await consumer.position(tp) for tp in parts}
         todo = {tp for tp in parts if positions[tp] < ends[tp]}
-        pending: list[asyncio.Future] = []  # type: ignore[type-arg]
+        pending: list[asyncio.Future] = []
 
         async def handle(batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
             if not batch:

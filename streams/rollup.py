@@ -94,7 +94,7 @@ class Rollups:
             start = w.window_start_ms // length * length
             bucket = self.open.get(resolution)
             if bucket is not None and bucket.start_ms != start:
-                done.append(bucket.window(self.boiler, self.site, resolution))  # type: ignore[arg-type]
+                done.append(bucket.window(self.boiler, self.site, resolution))
                 bucket = None
             if bucket is None:
                 bucket = self.open[resolution] = Bucket(start_ms=start)
@@ -102,10 +102,7 @@ class Rollups:
         return done
 
     def to_state(self) -> dict[str, Any]:
-        return {
-            r: {k: getattr(b, k) for k in Bucket.__slots__}  # type: ignore[attr-defined]
-            for r, b in self.open.items()
-        }
+        return {r: {k: getattr(b, k) for k in Bucket.__slots__} for r, b in self.open.items()}
 
     @classmethod
     def from_state(cls, boiler: str, site: str, state: dict[str, Any]) -> Rollups:

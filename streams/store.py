@@ -44,7 +44,8 @@ def store_url(table: str) -> str:
 
 def _unlogged() -> Any:
     options = WriteOptions()
-    options.disable_wal = True
+    # A setter in rocksdict, declared as a method in its stub.
+    options.disable_wal = True  # type: ignore[method-assign, assignment]
     return options
 
 
