@@ -6,8 +6,8 @@ Event times are the wall clock: span `k` of the recording is stamped
 `START_MS + k * span` and sent as soon as its last sample is taken (the fleet polls
 every boiler at the start of each second, within 75 ms): a gateway seals a frame
 when it holds every sample of its span, and promises the span's end as its
-watermark, since its next poll comes after that end. Prints one JSON line at the end: messages sent, readings,
-and how far behind schedule the sender fell at worst.
+watermark, since its next poll comes after that end. Prints one JSON line at the
+end: messages sent, readings, and how far behind schedule the sender fell at worst.
 """
 
 from __future__ import annotations
