@@ -178,8 +178,12 @@ class Fleet:
         seal the span's frames. Its next poll comes at or after the span's end, which is
         why the frames can promise that end as their watermark already then."""
         last_row = (span + 1) * shape.span_s - 1
-        used = np.unique(np.concatenate(self.columns))
-        return start_ms + int(self.recording.t_ms[last_row, used].max())
+        return start_ms + int(self.recording.t_ms[last_row, self._base_used].max())
+
+    @cached_property
+    def _base_used(self) -> np.ndarray:
+        """The base boilers this fleet replays (`last_sample_ms` runs every span)."""
+        return np.unique(np.concatenate(self.columns))
 
     # -- internals ---------------------------------------------------------------
 
