@@ -100,13 +100,17 @@ class BoilerBuffer:
     values: list[np.ndarray] = field(default_factory=list)  # each (N_ROWS, n)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """The samples in time order (frame order among equal times), as one chunk."""
         if not self.times:
             return np.empty(0, dtype=np.int64), np.empty((N_ROWS, 0))
         if len(self.times) == 1:
-            return self.times[0], self.values[0]
-        t = np.concatenate(self.times)
-        v = np.concatenate(self.values, axis=1)
-        if (t[1:] < t[:-1]).any():  # frames out of order (else the sort changes nothing)
+            t, v = self.times[0], self.values[0]
+        else:
+            t = np.concatenate(self.times)
+            v = np.concatenate(self.values, axis=1)
+        # Frames out of order, also inside one chunk: `WindowEngine._flush` joins a
+        # gateway's pending frames into one chunk per boiler, in frame order.
+        if (t[1:] < t[:-1]).any():
             order = np.argsort(t, kind="stable")
             t, v = t[order], v[:, order]
         self.times, self.values = [t], [v]

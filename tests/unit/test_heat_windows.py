@@ -183,6 +183,31 @@ def test_a_whole_frame_added_at_once_equals_one_add_per_boiler(data: st.DataObje
     assert _appended_by_boiler(at_once) == _appended_by_boiler(by_one)
 
 
+def test_frames_out_of_order_into_an_emptied_buffer_are_summed_in_time_order() -> None:
+    """Found by the property test above: b2's window [120 s, 180 s) closes and empties
+    its buffer, then its frames of 181 s and 180 s wait together for the next flush,
+    which joins them into one chunk in frame order. That chunk used to be taken as
+    sorted: the window [180 s, 240 s) then came out with no heat and no means."""
+    by_one, at_once = WindowEngine(WindowParams()), WindowEngine(WindowParams())
+    out_one: list = []
+    out_once: list = []
+    frames = [("b3", 220), ("b2", 120), ("b2", 181), ("b2", 180), ("b3", 300), ("b3", 301)]
+    for k, (boiler, second) in enumerate(frames):
+        t = np.array([T0 + second * 1000], dtype=np.int64)
+        v = samples(t, supply=60.0 + k)
+        by_one.add("gw", "site", boiler, t, v)
+        at_once.add_frame("gw", "site", [boiler], [0, 1], t, v)
+        for engine, out in ((by_one, out_one), (at_once, out_once)):
+            engine.advance("gw", int(t.max()))
+            out.extend(engine.close_ready())
+    (window,) = [w for w in out_once if w.boiler == "b2" and w.start_ms == T0 + 180_000]
+    assert window.samples == 2
+    assert window.supply_temp_mean_c == pytest.approx(62.5)  # 63 °C at 180 s, 62 °C at 181 s
+    assert window.heat_kwh > 0
+    assert out_once == out_one
+    assert at_once.to_state() == by_one.to_state()
+
+
 def _appended_by_boiler(engine: WindowEngine) -> dict[str, list[int]]:
     """The times appended to each boiler since the owner last took them, in order."""
     out: dict[str, list[int]] = {}
